@@ -1,0 +1,318 @@
+//! Layered configuration: embedded defaults, then an optional `wafleet.toml`, then `WAFLEET_*`
+//! environment variables (nested keys with `__`, e.g. `WAFLEET_DISPATCH__SHARDS=8`).
+//! Validated once at start-up; every field is documented in the README.
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+/// Every knob of the fleet. Services take the part they need.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// PostgreSQL, the system of record.
+    pub database_url: String,
+    /// RabbitMQ, the transport.
+    pub amqp_url: String,
+    /// Prefix of every exchange and queue name (`<p>` in the SPEC).
+    pub amqp_prefix: String,
+    /// Graph API base URL: Meta, or the simulator.
+    pub meta_base_url: String,
+    /// Graph API version used in every call.
+    pub meta_api_version: String,
+    pub ingest_addr: SocketAddr,
+    pub webhooks_addr: SocketAddr,
+    pub meta_sim_addr: SocketAddr,
+    /// The dispatcher's ops endpoints (`/healthz`, `/readyz`, `/metrics`).
+    pub dispatcher_addr: SocketAddr,
+    /// 32 bytes, hex: seals Meta tokens and app secrets at rest. Required by every service that
+    /// reads or writes them.
+    pub secret_key: Option<Secret>,
+    /// The global Meta app's webhook secret and verify token (tenants may bring their own app).
+    pub meta_app_secret: Option<Secret>,
+    pub meta_verify_token: Option<Secret>,
+    /// Connections in each service's database pool.
+    pub database_max_connections: u32,
+    pub dispatch: DispatchSettings,
+    pub ingest: IngestSettings,
+    pub webhooks: WebhookSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DispatchSettings {
+    /// Number of dispatch shards (`<p>.dispatch.<n>`). Changing it remaps senders: drain first.
+    pub shards: u16,
+    /// Unacknowledged deliveries per shard consumer.
+    pub prefetch: u16,
+    /// Deliveries claimed together in one database round trip.
+    pub batch_size: usize,
+    /// How long the consumer waits to fill a batch.
+    #[serde(with = "humantime_ms")]
+    pub batch_wait: Duration,
+    /// Timeout of one Graph call.
+    #[serde(with = "humantime_ms")]
+    pub graph_timeout: Duration,
+    /// A message found `dispatching` (a crash between Meta's answer and our write) is resent only
+    /// after this long without a status webhook naming it.
+    #[serde(with = "humantime_ms")]
+    pub ambiguous_resend_after: Duration,
+    /// Default per-sender throughput (messages per second), below Meta's 80 mps.
+    pub sender_rate: u32,
+    /// Delays of the retry tier queues, shortest first.
+    #[serde(with = "humantime_ms_vec")]
+    pub retry_tiers: Vec<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IngestSettings {
+    /// Rows still unpublished after this long are republished by the outbox sweep.
+    #[serde(with = "humantime_ms")]
+    pub outbox_after: Duration,
+    #[serde(with = "humantime_ms")]
+    pub outbox_interval: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookSettings {
+    /// Largest accepted webhook body (Meta sends up to 3 MB).
+    pub max_body_bytes: usize,
+    pub prefetch: u16,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: "postgres://postgres@127.0.0.1:5432/wafleet".into(),
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            amqp_prefix: "wafleet".into(),
+            meta_base_url: "https://graph.facebook.com".into(),
+            meta_api_version: "v24.0".into(),
+            ingest_addr: ([127, 0, 0, 1], 8080).into(),
+            webhooks_addr: ([127, 0, 0, 1], 8081).into(),
+            meta_sim_addr: ([127, 0, 0, 1], 8090).into(),
+            dispatcher_addr: ([127, 0, 0, 1], 8082).into(),
+            secret_key: None,
+            meta_app_secret: None,
+            meta_verify_token: None,
+            database_max_connections: 10,
+            dispatch: DispatchSettings {
+                shards: 4,
+                prefetch: 64,
+                batch_size: 32,
+                batch_wait: Duration::from_millis(5),
+                graph_timeout: Duration::from_secs(20),
+                ambiguous_resend_after: Duration::from_secs(600),
+                sender_rate: 80,
+                retry_tiers: [5, 30, 120, 600].map(Duration::from_secs).to_vec(),
+            },
+            ingest: IngestSettings {
+                outbox_after: Duration::from_secs(10),
+                outbox_interval: Duration::from_secs(5),
+                max_body_bytes: 256 * 1024,
+            },
+            webhooks: WebhookSettings {
+                max_body_bytes: 4 * 1024 * 1024,
+                prefetch: 32,
+            },
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Defaults, then `wafleet.toml` (or the given file) if present, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = file.unwrap_or_else(|| Path::new("wafleet.toml"));
+        let mut settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("WAFLEET_").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        // Deploy files pass unset secrets as empty strings: an empty secret is no secret.
+        for secret in [
+            &mut settings.secret_key,
+            &mut settings.meta_app_secret,
+            &mut settings.meta_verify_token,
+        ] {
+            if secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+                *secret = None;
+            }
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.dispatch.shards == 0 {
+            return bad("dispatch.shards must be at least 1");
+        }
+        if self.dispatch.retry_tiers.is_empty() {
+            return bad("dispatch.retry_tiers needs at least one delay");
+        }
+        if self.amqp_prefix.is_empty() || self.amqp_prefix.contains(char::is_whitespace) {
+            return bad("amqp_prefix must be a non-empty name without spaces");
+        }
+        if let Some(key) = &self.secret_key {
+            crate::secrets::SecretBox::from_hex(key.expose())
+                .map_err(|e| ConfigError::Invalid(format!("WAFLEET_SECRET_KEY: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The sealing key, or a clear error for the services that need one.
+    pub fn secret_box(&self) -> Result<crate::secrets::SecretBox, ConfigError> {
+        let key = self.secret_key.as_ref().ok_or_else(|| {
+            ConfigError::Invalid("WAFLEET_SECRET_KEY is required (64 hex characters)".into())
+        })?;
+        crate::secrets::SecretBox::from_hex(key.expose())
+            .map_err(|e| ConfigError::Invalid(format!("WAFLEET_SECRET_KEY: {e}")))
+    }
+}
+
+/// A string that never prints: `Debug` shows `[redacted]`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Durations in config are milliseconds (`batch_wait = 5`), or strings like `"5s"`, `"250ms"`, `"2m"`.
+mod humantime_ms {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Ms(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Ms(ms) => Ok(Duration::from_millis(ms)),
+            Raw::Text(t) => super::parse_duration(&t).map_err(D::Error::custom),
+        }
+    }
+}
+
+mod humantime_ms_vec {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error, ser::SerializeSeq};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for d in v {
+            seq.serialize_element(&(d.as_millis() as u64))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Ms(u64),
+            Text(String),
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum List {
+            Items(Vec<Raw>),
+            // From the environment: "5s,30s,2m".
+            Joined(String),
+        }
+        let items = match List::deserialize(d)? {
+            List::Items(items) => items,
+            List::Joined(s) => s
+                .split(',')
+                .map(|p| Raw::Text(p.trim().to_owned()))
+                .collect(),
+        };
+        items
+            .into_iter()
+            .map(|r| match r {
+                Raw::Ms(ms) => Ok(Duration::from_millis(ms)),
+                Raw::Text(t) => super::parse_duration(&t).map_err(D::Error::custom),
+            })
+            .collect()
+    }
+}
+
+/// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"` or a bare number of milliseconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?}"))?;
+    let ms = match unit {
+        "" | "ms" => n,
+        "s" => n * 1_000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => {
+            return Err(format!(
+                "unknown duration unit in {text:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_every_documented_unit() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("40").unwrap(), Duration::from_millis(40));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let s = Secret::new("EAAG-very-secret");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+    }
+
+    #[test]
+    fn defaults_validate() {
+        Settings::default().validate().unwrap();
+    }
+}

@@ -1,0 +1,160 @@
+//! The wire contracts between wafleet and its neighbours: the send request (HTTP body and AMQP
+//! intake body), the dispatch envelope on `<p>.dispatch.<n>`, the stored message content, and
+//! the notifications on `<p>.events`. Field names here are the public contract (README).
+
+use crate::domain::{MessageId, TenantId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `POST /v1/messages` and the AMQP intake body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// Recipient in E.164.
+    pub to: Option<String>,
+    /// The candidate or contact the message concerns.
+    pub record: Option<RecordInput>,
+    /// The upstream user sending (their own sender number is used when they have one).
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// A sender's phone number id; default: the user's sender, else the company's.
+    #[serde(default)]
+    pub sender: Option<String>,
+    #[serde(default)]
+    pub template: Option<TemplateInput>,
+    /// Merge fields by code (`KNOWNAS`…), resolved through the template's bindings.
+    #[serde(default)]
+    pub merge_fields: Option<BTreeMap<String, String>>,
+    /// Free-form text (only inside the 24 h service window).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// The message expires if not sent by then.
+    #[serde(default)]
+    pub not_after: Option<DateTime<Utc>>,
+    /// AMQP intake only: `single` (default) or `bulk`.
+    #[serde(default)]
+    pub kind: Option<Kind>,
+    /// AMQP intake only: the campaign a bulk message belongs to.
+    #[serde(default)]
+    pub campaign_id: Option<uuid::Uuid>,
+}
+
+/// The record reference as given (validated into `domain::RecordRef`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RecordInput {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateInput {
+    pub name: Option<String>,
+    pub language: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<TemplateParameters>,
+}
+
+/// Body variables: in order (`{{1}}`, `{{2}}`…) or by name for NAMED templates.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum TemplateParameters {
+    Positional(Vec<String>),
+    Named(BTreeMap<String, String>),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Single,
+    Bulk,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Bulk => "bulk",
+        }
+    }
+}
+
+/// What a stored outbound message asks Meta to send; kept in `messages.content`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Content {
+    Template {
+        name: String,
+        language: String,
+        /// Body parameters, resolved (merge fields already bound).
+        parameters: ResolvedParameters,
+    },
+    Text {
+        body: String,
+    },
+}
+
+impl Content {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Template { .. } => "template",
+            Self::Text { .. } => "text",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "format", content = "values", rename_all = "lowercase")]
+pub enum ResolvedParameters {
+    Positional(Vec<String>),
+    Named(Vec<(String, String)>),
+}
+
+/// The body on a dispatch shard: a pointer to the row, which is the source of truth.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DispatchEnvelope {
+    pub message_id: MessageId,
+    pub tenant_id: TenantId,
+}
+
+/// Header on dispatch messages: how many retry hops this message has taken.
+pub const RETRY_COUNT_HEADER: &str = "x-wafleet-retries";
+/// Header on rejected intake messages.
+pub const REASON_HEADER: &str = "x-wafleet-reason";
+/// Header naming the tenant (AMQP intake, webhooks from a tenant's own app).
+pub const TENANT_HEADER: &str = "tenant";
+
+/// `inbound.<tenant>`: a candidate or contact wrote to one of the tenant's senders.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InboundEvent {
+    pub tenant_id: TenantId,
+    pub message_id: MessageId,
+    pub wamid: String,
+    pub phone_number_id: String,
+    /// E.164, when Meta gave a phone number.
+    pub from: Option<String>,
+    /// Meta's business-scoped user id, when given.
+    pub from_user_id: Option<String>,
+    pub record: Option<crate::domain::RecordRef>,
+    /// `text`, `button`, `interactive`, `image`…
+    pub content_type: String,
+    /// Text, button title or caption, where the message has one.
+    pub text: Option<String>,
+    pub content: serde_json::Value,
+    pub received_at: DateTime<Utc>,
+}
+
+/// `status.<tenant>`: an outbound message moved (sent, delivered, read, failed…).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatusEvent {
+    pub tenant_id: TenantId,
+    pub message_id: MessageId,
+    pub wamid: Option<String>,
+    pub status: String,
+    pub record: Option<crate::domain::RecordRef>,
+    pub at: DateTime<Utc>,
+    pub error: Option<serde_json::Value>,
+}

@@ -1,0 +1,158 @@
+//! HTTP pieces every service shares: problem+json errors, and the `/healthz`, `/readyz` and
+//! `/metrics` endpoints.
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Serialize;
+use std::{future::Future, pin::Pin, sync::Arc};
+
+/// An `application/problem+json` error with a stable `code` (the reason codes of SPEC §4).
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(skip)]
+    pub status: StatusCode,
+    /// Stable machine-readable reason, e.g. `invalid_recipient`.
+    pub code: &'static str,
+    pub title: String,
+    /// Human explanation.
+    pub detail: String,
+    /// The request field at fault, as a JSON pointer-ish path (`to`, `template.name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            title: status.canonical_reason().unwrap_or("error").to_owned(),
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "something went wrong on our side; the request may be retried",
+        )
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        let mut res = (status, Json(self)).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/problem+json"),
+        );
+        res
+    }
+}
+
+impl From<sqlx::Error> for Problem {
+    fn from(err: sqlx::Error) -> Self {
+        tracing::error!(error = %err, "database error");
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => {
+                Self::unavailable("the database is unreachable; retry shortly")
+            }
+            _ => Self::internal(),
+        }
+    }
+}
+
+/// Something a readiness probe can ask: is my dependency reachable right now?
+pub type ReadinessCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// `/healthz` (alive), `/readyz` (every check passes) and `/metrics` (Prometheus).
+pub fn ops_router(checks: Vec<ReadinessCheck>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(Arc::new(checks))
+}
+
+async fn readyz(State(checks): State<Arc<Vec<ReadinessCheck>>>) -> Response {
+    let mut failures = Vec::new();
+    for check in checks.iter() {
+        if let Err(reason) = check().await {
+            failures.push(reason);
+        }
+    }
+    if failures.is_empty() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "ready": false, "failing": failures })),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::render_metrics(),
+    )
+        .into_response()
+}
+
+/// Readiness of a database pool.
+pub fn database_check(pool: sqlx::PgPool) -> ReadinessCheck {
+    Arc::new(move || {
+        let pool = pool.clone();
+        Box::pin(async move {
+            if crate::db::is_reachable(&pool).await {
+                Ok(())
+            } else {
+                Err("database unreachable".to_owned())
+            }
+        })
+    })
+}
+
+/// Readiness of a broker connection (auto-recovering: not ready while reconnecting).
+pub fn broker_check(conn: Arc<lapin::Connection>) -> ReadinessCheck {
+    Arc::new(move || {
+        let connected = conn.status().connected();
+        Box::pin(async move {
+            if connected {
+                Ok(())
+            } else {
+                Err("broker unreachable".to_owned())
+            }
+        })
+    })
+}
+
+/// Serves a router on a bound listener until `cancel` fires, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    cancel: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+}

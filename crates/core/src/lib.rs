@@ -1,0 +1,18 @@
+//! wafleet-core: the plumbing every service shares — configuration, telemetry, shutdown, the
+//! database pool and the one embedded `MIGRATOR`, the AMQP topology and confirmed publishing,
+//! the wire contracts between services, and the domain newtypes parsed once at the edge.
+
+pub mod amqp;
+pub mod clock;
+pub mod config;
+pub mod contract;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod secrets;
+pub mod shutdown;
+pub mod telemetry;
+pub mod tenant;
+
+pub use clock::{Clock, SystemClock};
+pub use config::Settings;

@@ -1,0 +1,180 @@
+//! Tenant bootstrap: a tenant with its Meta connection, senders and a first admin API key, in
+//! one transaction. Used by `wafleet tenant create`, the demo and the tests.
+
+use crate::{
+    domain::{PhoneNumber, Role, SenderId, TenantId},
+    secrets::{SecretBox, mint_api_key},
+};
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// What a new tenant needs.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub name: String,
+    pub waba_id: String,
+    pub access_token: crate::config::Secret,
+    pub app_secret: crate::config::Secret,
+    pub verify_token: crate::config::Secret,
+    /// The first sender becomes the company default.
+    pub senders: Vec<NewSender>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSender {
+    pub phone_number_id: String,
+    pub phone: PhoneNumber,
+    pub display_name: String,
+}
+
+impl NewSender {
+    /// Parses the CLI form `PHONE_NUMBER_ID:+E164`.
+    pub fn parse_cli(s: &str) -> Result<Self, String> {
+        let (id, phone) = s
+            .split_once(':')
+            .ok_or_else(|| format!("expected PHONE_NUMBER_ID:+E164, got {s:?}"))?;
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!("phone number id must be digits, got {id:?}"));
+        }
+        let phone = PhoneNumber::parse(phone).map_err(|e| format!("{e}"))?;
+        Ok(Self {
+            phone_number_id: id.to_owned(),
+            phone,
+            display_name: String::new(),
+        })
+    }
+}
+
+/// The created tenant and its admin key (shown once).
+#[derive(Debug, Serialize)]
+pub struct CreatedTenant {
+    pub tenant_id: TenantId,
+    pub api_key: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error("a tenant needs at least one sender")]
+    NoSender,
+    #[error("that WABA id or sender phone number id is already registered")]
+    Conflict,
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
+    #[error(transparent)]
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for TenantError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict,
+            _ => Self::Database(err),
+        }
+    }
+}
+
+pub async fn create_tenant(
+    pool: &PgPool,
+    secrets: &SecretBox,
+    new: &NewTenant,
+) -> Result<CreatedTenant, TenantError> {
+    if new.senders.is_empty() {
+        return Err(TenantError::NoSender);
+    }
+    let tenant_id = TenantId::new();
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, $2)")
+        .bind(tenant_id)
+        .bind(&new.name)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO meta_connections (tenant_id, waba_id, access_token_enc, app_secret_enc, verify_token_enc)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(tenant_id)
+    .bind(&new.waba_id)
+    .bind(secrets.seal(new.access_token.expose())?)
+    .bind(secrets.seal(new.app_secret.expose())?)
+    .bind(secrets.seal(new.verify_token.expose())?)
+    .execute(&mut *tx)
+    .await?;
+    for (i, sender) in new.senders.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO senders (id, tenant_id, phone_number_id, phone_e164, display_name, is_company_default)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(SenderId::new())
+        .bind(tenant_id)
+        .bind(&sender.phone_number_id)
+        .bind(sender.phone.as_str())
+        .bind(&sender.display_name)
+        .bind(i == 0)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let api_key = insert_api_key(&mut tx, tenant_id, Role::Admin).await?;
+    tx.commit().await?;
+    Ok(CreatedTenant { tenant_id, api_key })
+}
+
+/// Mints a key for a tenant and stores its hash; returns the key to show once.
+pub async fn insert_api_key(
+    tx: &mut sqlx::PgConnection,
+    tenant_id: TenantId,
+    role: Role,
+) -> Result<String, TenantError> {
+    let key = mint_api_key()?;
+    sqlx::query(
+        "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, role) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(tenant_id)
+    .bind(&key.hash)
+    .bind(&key.prefix)
+    .bind(role.as_str())
+    .execute(&mut *tx)
+    .await?;
+    Ok(key.key)
+}
+
+/// A tenant's Meta connection, secrets opened.
+#[derive(Debug, Clone)]
+pub struct MetaConnection {
+    pub tenant_id: TenantId,
+    pub waba_id: String,
+    pub access_token: crate::config::Secret,
+    pub app_secret: crate::config::Secret,
+    pub verify_token: crate::config::Secret,
+}
+
+pub async fn load_connection(
+    pool: &PgPool,
+    secrets: &SecretBox,
+    tenant_id: TenantId,
+) -> Result<Option<MetaConnection>, TenantError> {
+    #[derive(sqlx::FromRow)]
+    struct Sealed {
+        waba_id: String,
+        access_token_enc: Vec<u8>,
+        app_secret_enc: Vec<u8>,
+        verify_token_enc: Vec<u8>,
+    }
+    let row: Option<Sealed> = sqlx::query_as(
+        "SELECT waba_id, access_token_enc, app_secret_enc, verify_token_enc
+         FROM meta_connections WHERE tenant_id = $1",
+    )
+    .bind(tenant_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(MetaConnection {
+        tenant_id,
+        waba_id: row.waba_id,
+        access_token: crate::config::Secret::new(secrets.open(&row.access_token_enc)?),
+        app_secret: crate::config::Secret::new(secrets.open(&row.app_secret_enc)?),
+        verify_token: crate::config::Secret::new(secrets.open(&row.verify_token_enc)?),
+    }))
+}

@@ -1,0 +1,167 @@
+//! The consume loop of one dispatch shard: gathers a micro-batch of deliveries, hands it to
+//! `dispatch::handle_batch`, then settles each delivery only after its outcome is recorded —
+//! republishing to a retry tier or to `<p>.dead` (confirmed) before acking.
+
+use crate::dispatch::{Ctx, Disposition, handle_batch};
+use futures_util::StreamExt;
+use lapin::{
+    Channel,
+    message::Delivery,
+    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    types::{AMQPValue, FieldTable},
+};
+use std::{sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+use wafleet_core::{
+    amqp::{self, Outgoing, Publisher, Topology},
+    contract::{DispatchEnvelope, RETRY_COUNT_HEADER},
+};
+
+/// Consumes shard `shard` until cancelled; the in-flight batch is finished before returning.
+pub async fn run_shard(
+    ctx: Arc<Ctx>,
+    topology: Arc<Topology>,
+    publisher: Publisher,
+    channel: Channel,
+    shard: u16,
+    cancel: CancellationToken,
+) -> Result<(), lapin::Error> {
+    channel
+        .basic_qos(ctx.settings.prefetch, BasicQosOptions::default())
+        .await?;
+    let queue = topology.shard_queue(shard);
+    let tag = format!(
+        "wafleet-dispatcher-{shard}-{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    loop {
+        let first = tokio::select! {
+            _ = cancel.cancelled() => break,
+            next = consumer.next() => next,
+        };
+        let mut batch = match first {
+            None => break,
+            Some(Ok(d)) => vec![d],
+            Some(Err(err)) => {
+                tracing::warn!(error = %err, shard, "dispatch consumer error; waiting for recovery");
+                channel.wait_for_recovery(err).await?;
+                continue;
+            }
+        };
+        let deadline = tokio::time::Instant::now() + ctx.settings.batch_wait;
+        while batch.len() < ctx.settings.batch_size {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(Ok(d))) => batch.push(d),
+                _ => break,
+            }
+        }
+        process(&ctx, &topology, &publisher, batch).await;
+    }
+    Ok(())
+}
+
+#[tracing::instrument(name = "process wafleet.dispatch", skip_all, fields(
+    otel.kind = "consumer",
+    messaging.system = "rabbitmq",
+    messaging.operation.type = "process",
+    messaging.batch.message_count = deliveries.len(),
+))]
+async fn process(ctx: &Ctx, topology: &Topology, publisher: &Publisher, deliveries: Vec<Delivery>) {
+    if let Some(first) = deliveries.first() {
+        amqp::adopt_trace_context(&tracing::Span::current(), &first.properties);
+    }
+    let mut valid = Vec::with_capacity(deliveries.len());
+    let mut envelopes = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        match serde_json::from_slice::<DispatchEnvelope>(&d.data) {
+            Ok(env) => {
+                envelopes.push(env);
+                valid.push(d);
+            }
+            Err(err) => {
+                // Not ours to interpret: the queue dead-letters it to `<p>.dead` for a human.
+                tracing::error!(error = %err, "unreadable dispatch message; dead-lettering");
+                settle(d.nack(BasicNackOptions::default()).await);
+            }
+        }
+    }
+    if envelopes.is_empty() {
+        return;
+    }
+    let dispositions = match handle_batch(ctx, &envelopes).await {
+        Ok(d) => d,
+        Err(err) => {
+            tracing::error!(error = %err, "database unavailable; requeueing the batch");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            for d in valid {
+                settle(
+                    d.nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await,
+                );
+            }
+            return;
+        }
+    };
+    for (delivery, disposition) in valid.into_iter().zip(dispositions) {
+        let forwarded = match disposition {
+            Disposition::Done => Ok(()),
+            Disposition::RetryLater { tier } => {
+                forward(publisher, &topology.retry_exchange(tier), &delivery).await
+            }
+            Disposition::Dead => forward(publisher, &topology.dead_exchange(), &delivery).await,
+        };
+        match forwarded {
+            Ok(()) => settle(delivery.ack(BasicAckOptions::default()).await),
+            Err(err) => {
+                tracing::error!(error = %err, "could not forward a dispatch message; requeueing it");
+                settle(
+                    delivery
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await,
+                );
+            }
+        }
+    }
+}
+
+/// Republishes a delivery (same body, routing key and trace headers; retry count + 1).
+async fn forward(
+    publisher: &Publisher,
+    exchange: &str,
+    delivery: &Delivery,
+) -> Result<(), amqp::PublishError> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    let retries = amqp::header_i64(&delivery.properties, RETRY_COUNT_HEADER).unwrap_or(0) + 1;
+    headers.insert(RETRY_COUNT_HEADER.into(), AMQPValue::LongLongInt(retries));
+    publisher
+        .publish(Outgoing {
+            exchange,
+            routing_key: delivery.routing_key.as_str(),
+            body: &delivery.data,
+            properties: delivery.properties.clone().with_headers(headers),
+            mandatory: true,
+        })
+        .await
+}
+
+/// Acks and nacks can fail after a reconnect (their channel is gone): the broker redelivers
+/// and the claim makes the redelivery harmless.
+fn settle(result: Result<bool, lapin::Error>) {
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "could not settle a dispatch delivery; it will be redelivered");
+    }
+}

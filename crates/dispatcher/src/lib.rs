@@ -1,0 +1,143 @@
+//! wafleet-dispatcher: consumes the dispatch shards (one active consumer per shard, so one
+//! process owns each sender), claims each message, calls Meta's Graph API within the sender's
+//! rate, records the outcome, and only then acks. Failures are classified by Meta's error code:
+//! retried through TTL tier queues, or recorded as failed.
+
+pub mod classify;
+pub mod consumer;
+pub mod dispatch;
+pub mod graph_client;
+pub mod store;
+pub mod tokens;
+
+use anyhow::Context;
+use std::{sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use wafleet_core::{
+    Settings,
+    amqp::{self, Publisher, Topology},
+    clock::SharedClock,
+    db,
+    http::{broker_check, database_check, ops_router},
+};
+
+pub struct Application {
+    listener: TcpListener,
+    ctx: Arc<dispatch::Ctx>,
+    topology: Arc<Topology>,
+    publisher: Publisher,
+    consume_conn: Arc<lapin::Connection>,
+    publish_conn: Arc<lapin::Connection>,
+}
+
+impl Application {
+    pub async fn build(
+        settings: Settings,
+        clock: SharedClock,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.dispatcher_addr)
+            .await
+            .with_context(|| format!("binding {}", settings.dispatcher_addr))?;
+        let pool = db::connect_lazy(
+            &settings.database_url,
+            settings.database_max_connections,
+            "wafleet-dispatcher",
+        )?;
+        let secrets = settings.secret_box()?;
+        let graph = graph_client::GraphClient::new(
+            &settings.meta_base_url,
+            &settings.meta_api_version,
+            settings.dispatch.graph_timeout,
+        )?;
+        let topology = Arc::new(Topology::from_settings(&settings));
+        let publish_conn =
+            amqp::connect_with_retry(&settings.amqp_url, "wafleet-dispatcher/publish", cancel)
+                .await
+                .context("cancelled while connecting to the broker")?;
+        let consume_conn =
+            amqp::connect_with_retry(&settings.amqp_url, "wafleet-dispatcher/consume", cancel)
+                .await
+                .context("cancelled while connecting to the broker")?;
+        let setup = publish_conn.create_channel().await?;
+        topology
+            .declare(&setup)
+            .await
+            .context("declaring the AMQP topology")?;
+        let publisher = Publisher::open(&publish_conn).await?;
+        let ctx = Arc::new(dispatch::Ctx {
+            pool,
+            graph,
+            tokens: tokens::TokenCache::new(secrets, Duration::from_secs(60)),
+            limiter: dispatch::Ctx::sender_limiter(settings.dispatch.sender_rate),
+            clock,
+            settings: settings.dispatch.clone(),
+        });
+        Ok(Self {
+            listener,
+            ctx,
+            topology,
+            publisher,
+            consume_conn: Arc::new(consume_conn),
+            publish_conn: Arc::new(publish_conn),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Consumes every shard until `cancel`; in-flight batches finish and are acked first.
+    pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let tasks = TaskTracker::new();
+        let mut shards = Vec::new();
+        for shard in 0..self.topology.shards {
+            let channel = self.consume_conn.create_channel().await?;
+            shards.push(tasks.spawn(consumer::run_shard(
+                self.ctx.clone(),
+                self.topology.clone(),
+                self.publisher.clone(),
+                channel,
+                shard,
+                cancel.clone(),
+            )));
+        }
+        let limiter = self.ctx.limiter.clone();
+        let housekeeping_cancel = cancel.clone();
+        tasks.spawn(async move {
+            // Keyed limiter state grows per sender; forget idle ones.
+            loop {
+                tokio::select! {
+                    _ = housekeeping_cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => limiter.retain_recent(),
+                }
+            }
+        });
+        let checks = vec![
+            database_check(self.ctx.pool.clone()),
+            broker_check(self.consume_conn.clone()),
+            broker_check(self.publish_conn.clone()),
+        ];
+        let http = tasks.spawn(wafleet_core::http::serve(
+            self.listener,
+            ops_router(checks),
+            cancel.clone(),
+        ));
+        tasks.close();
+        let mut first_error = None;
+        for shard in shards {
+            if let Err(err) = shard.await? {
+                first_error.get_or_insert(err);
+            }
+        }
+        tasks.wait().await;
+        http.await??;
+        let _ = self.consume_conn.close(200, "shutdown".into()).await;
+        let _ = self.publish_conn.close(200, "shutdown".into()).await;
+        match first_error {
+            Some(err) => Err(err).context("dispatch shard consumer"),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The dispatcher's database work, in batches: claim a batch of messages before calling Meta,
+//! then record every outcome (state, wamid, error, event) in one statement each.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgPool;
+use wafleet_core::{
+    contract::Content,
+    domain::{MessageId, TenantId},
+};
+
+/// A message this dispatcher now owns (`dispatching`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: MessageId,
+    pub tenant_id: TenantId,
+    pub phone_number_id: String,
+    pub recipient: String,
+    pub content: sqlx::types::Json<Content>,
+    pub not_after: Option<DateTime<Utc>>,
+    pub attempts: i32,
+}
+
+/// A message we could not claim, and why.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Unclaimed {
+    pub id: MessageId,
+    pub state: String,
+}
+
+/// Claims every message of the batch that is waiting to be sent, plus any left `dispatching` by
+/// a crash longer ago than `resend_cutoff` (no status webhook named it meanwhile, so Meta most
+/// likely never accepted it). Returns the claimed rows and the current state of the others.
+pub async fn claim(
+    pool: &PgPool,
+    ids: &[MessageId],
+    now: DateTime<Utc>,
+    resend_cutoff: DateTime<Utc>,
+) -> Result<(Vec<Claimed>, Vec<Unclaimed>), sqlx::Error> {
+    let raw: Vec<uuid::Uuid> = ids.iter().map(|i| i.0).collect();
+    let mut tx = pool.begin().await?;
+    let claimed: Vec<Claimed> = sqlx::query_as(
+        "UPDATE messages SET state = 'dispatching', claimed_at = $2, attempts = attempts + 1, updated_at = $2
+         WHERE id = ANY($1) AND direction = 'out'
+           AND (state IN ('accepted', 'queued', 'deferred')
+                OR (state = 'dispatching' AND wamid IS NULL AND claimed_at < $3))
+         RETURNING id, tenant_id, phone_number_id, recipient, content, not_after, attempts",
+    )
+    .bind(&raw)
+    .bind(now)
+    .bind(resend_cutoff)
+    .fetch_all(&mut *tx)
+    .await?;
+    let taken: Vec<uuid::Uuid> = claimed.iter().map(|c| c.id.0).collect();
+    let others: Vec<Unclaimed> =
+        sqlx::query_as("SELECT id, state FROM messages WHERE id = ANY($1) AND NOT (id = ANY($2))")
+            .bind(&raw)
+            .bind(&taken)
+            .fetch_all(&mut *tx)
+            .await?;
+    if !claimed.is_empty() {
+        insert_events(
+            &mut tx,
+            &claimed
+                .iter()
+                .map(|c| Event {
+                    id: c.id,
+                    tenant_id: c.tenant_id,
+                    state: "dispatching",
+                    reason: None,
+                    detail: Some(serde_json::json!({ "attempt": c.attempts })),
+                })
+                .collect::<Vec<_>>(),
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok((claimed, others))
+}
+
+/// Where a claimed message ends up after this attempt.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub id: MessageId,
+    pub tenant_id: TenantId,
+    pub state: &'static str,
+    pub reason: Option<String>,
+    pub wamid: Option<String>,
+    pub wa_id: Option<String>,
+    pub error: Option<Value>,
+    pub not_before: Option<DateTime<Utc>>,
+    pub detail: Option<Value>,
+}
+
+/// Records outcomes: one UPDATE and one event INSERT for the whole batch. The state moves only
+/// if the row is still `dispatching`, so a status webhook that got there first (matched by our
+/// callback id) is never overwritten; the wamid is always kept.
+pub async fn record(
+    pool: &PgPool,
+    outcomes: &[Outcome],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<uuid::Uuid> = outcomes.iter().map(|o| o.id.0).collect();
+    let tenants: Vec<uuid::Uuid> = outcomes.iter().map(|o| o.tenant_id.0).collect();
+    let states: Vec<&str> = outcomes.iter().map(|o| o.state).collect();
+    let reasons: Vec<Option<String>> = outcomes.iter().map(|o| o.reason.clone()).collect();
+    let wamids: Vec<Option<String>> = outcomes.iter().map(|o| o.wamid.clone()).collect();
+    let wa_ids: Vec<Option<String>> = outcomes.iter().map(|o| o.wa_id.clone()).collect();
+    let errors: Vec<Option<Value>> = outcomes.iter().map(|o| o.error.clone()).collect();
+    let not_before: Vec<Option<DateTime<Utc>>> = outcomes.iter().map(|o| o.not_before).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "UPDATE messages m SET
+             state = CASE WHEN m.state = 'dispatching' THEN u.state ELSE m.state END,
+             reason = CASE WHEN m.state = 'dispatching' THEN u.reason ELSE m.reason END,
+             wamid = COALESCE(m.wamid, u.wamid),
+             wa_id = COALESCE(u.wa_id, m.wa_id),
+             error = COALESCE(u.error, m.error),
+             not_before = u.not_before,
+             status_at = CASE WHEN u.state = 'sent' THEN COALESCE(m.status_at, $9) ELSE m.status_at END,
+             updated_at = $9
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::timestamptz[])
+              AS u(id, tenant_id, state, reason, wamid, wa_id, error, not_before)
+         WHERE m.id = u.id AND m.tenant_id = u.tenant_id",
+    )
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&states)
+    .bind(&reasons)
+    .bind(&wamids)
+    .bind(&wa_ids)
+    .bind(&errors)
+    .bind(&not_before)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let events: Vec<Event> = outcomes
+        .iter()
+        .map(|o| Event {
+            id: o.id,
+            tenant_id: o.tenant_id,
+            state: o.state,
+            reason: o.reason.as_deref(),
+            detail: o.detail.clone(),
+        })
+        .collect();
+    insert_events(&mut tx, &events, now).await?;
+    tx.commit().await
+}
+
+struct Event<'a> {
+    id: MessageId,
+    tenant_id: TenantId,
+    state: &'a str,
+    reason: Option<&'a str>,
+    detail: Option<Value>,
+}
+
+async fn insert_events(
+    tx: &mut sqlx::PgConnection,
+    events: &[Event<'_>],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id.0).collect();
+    let tenants: Vec<uuid::Uuid> = events.iter().map(|e| e.tenant_id.0).collect();
+    let states: Vec<&str> = events.iter().map(|e| e.state).collect();
+    let reasons: Vec<Option<&str>> = events.iter().map(|e| e.reason).collect();
+    let details: Vec<Option<Value>> = events.iter().map(|e| e.detail.clone()).collect();
+    sqlx::query(
+        "INSERT INTO message_events (message_id, tenant_id, state, reason, detail, at)
+         SELECT id, tenant_id, state, reason, detail, $6
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[])
+              AS e(id, tenant_id, state, reason, detail)",
+    )
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&states)
+    .bind(&reasons)
+    .bind(&details)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

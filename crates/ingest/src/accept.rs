@@ -1,0 +1,442 @@
+//! Accepting a send request — the one path shared by `POST /v1/messages` and AMQP intake:
+//! idempotency, validation, sender and template resolution, the `accepted` row (or the recorded
+//! rejection), then the confirmed publish to the dispatch shard.
+
+use crate::{
+    state::AppState,
+    validate::{self, Draft, DraftBody},
+};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use wafleet_core::{
+    amqp,
+    contract::{Content, ResolvedParameters, SendRequest, TemplateParameters},
+    domain::{MessageId, RecordRef, SenderId, TenantId, state},
+    http::Problem,
+};
+
+/// The response to a send request, as stored for idempotent replay.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    /// True when this is the stored reply to an earlier request with the same key.
+    pub replay: bool,
+}
+
+impl Reply {
+    /// The reason code of a refusal, if this reply is one.
+    pub fn code(&self) -> Option<&str> {
+        self.body.get("code").and_then(Value::as_str)
+    }
+}
+
+/// An idempotency key and the hash of the request it came with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: Vec<u8>,
+}
+
+impl Idempotency {
+    /// Hashes the request's canonical JSON, so whitespace and key order do not matter.
+    pub fn new(key: String, request: &Value) -> Result<Self, Problem> {
+        if key.is_empty() || key.len() > 255 {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "Idempotency-Key must be 1 to 255 characters",
+            )
+            .field("Idempotency-Key"));
+        }
+        let canonical = serde_json::to_vec(request).expect("json value serialises");
+        Ok(Self {
+            key,
+            request_hash: Sha256::digest(&canonical).to_vec(),
+        })
+    }
+}
+
+/// Accepts (or refuses) one request for `tenant`. `Err` is for failures of ours (database or
+/// broker down): nothing is stored, and the caller may retry.
+#[tracing::instrument(name = "accept message", skip_all, fields(tenant = %tenant, message_id))]
+pub async fn accept(
+    st: &AppState,
+    tenant: TenantId,
+    request: SendRequest,
+    idempotency: Option<Idempotency>,
+) -> Result<Reply, Problem> {
+    if let Some(idem) = &idempotency
+        && let Some(reply) = stored_reply(st, tenant, idem).await?
+    {
+        return Ok(reply);
+    }
+
+    let record = validate::record_of(&request);
+    let resolved = match validate::validate(request) {
+        Ok(draft) => resolve(st, tenant, draft).await?,
+        Err(problem) => Err(problem),
+    };
+    let message_id = MessageId::new();
+    tracing::Span::current().record("message_id", tracing::field::display(message_id));
+
+    let mut tx = st.pool.begin().await?;
+    let (reply, publish) = match resolved {
+        Ok(ready) => {
+            insert_accepted(&mut tx, tenant, message_id, &ready).await?;
+            let body = json!({ "id": message_id, "status": state::ACCEPTED });
+            (
+                reply(StatusCode::ACCEPTED, body),
+                Some(ready.phone_number_id),
+            )
+        }
+        Err(problem) => {
+            metrics::counter!("wafleet_intake_rejected_total", "code" => problem.code).increment(1);
+            let Some(record) = record else {
+                // Nothing to file it under: the caller gets the problem and nothing is written.
+                return Ok(reply(problem.status, problem_body(&problem)));
+            };
+            insert_rejected(&mut tx, tenant, message_id, &record, &problem).await?;
+            let mut body = problem_body(&problem);
+            body["id"] = json!(message_id);
+            (reply(problem.status, body), None)
+        }
+    };
+    if let Some(idem) = &idempotency {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (tenant_id, key, request_hash, response_status, response_body)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(&idem.key)
+        .bind(&idem.request_hash)
+        .bind(reply.status.as_u16() as i16)
+        .bind(&reply.body)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            // A concurrent request with the same key won the race: answer as it did.
+            tx.rollback().await?;
+            return stored_reply(st, tenant, idem)
+                .await?
+                .ok_or_else(Problem::internal);
+        }
+    }
+    tx.commit().await?;
+    metrics::counter!("wafleet_intake_accepted_total").increment(u64::from(publish.is_some()));
+
+    if let Some(phone_number_id) = publish
+        && let Err(err) = st
+            .dispatch
+            .publish(tenant, message_id, &phone_number_id)
+            .await
+    {
+        // The row is durable; the outbox sweep publishes it once the broker is back.
+        tracing::warn!(error = %err, "publish to dispatch failed; left for the outbox sweep");
+    }
+    Ok(reply)
+}
+
+fn reply(status: StatusCode, body: Value) -> Reply {
+    Reply {
+        status,
+        body,
+        replay: false,
+    }
+}
+
+pub fn problem_body(problem: &Problem) -> Value {
+    serde_json::to_value(problem).expect("problem serialises")
+}
+
+async fn stored_reply(
+    st: &AppState,
+    tenant: TenantId,
+    idem: &Idempotency,
+) -> Result<Option<Reply>, Problem> {
+    let row: Option<(Vec<u8>, i16, Value)> = sqlx::query_as(
+        "SELECT request_hash, response_status, response_body FROM idempotency_keys
+         WHERE tenant_id = $1 AND key = $2",
+    )
+    .bind(tenant)
+    .bind(&idem.key)
+    .fetch_optional(&st.pool)
+    .await?;
+    let Some((hash, status, body)) = row else {
+        return Ok(None);
+    };
+    if hash != idem.request_hash {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "idempotency_conflict",
+            "this Idempotency-Key was already used with a different request body",
+        )
+        .field("Idempotency-Key"));
+    }
+    Ok(Some(Reply {
+        status: StatusCode::from_u16(status as u16).map_err(|_| Problem::internal())?,
+        body,
+        replay: true,
+    }))
+}
+
+/// A validated request with its sender and template resolved: ready to store.
+#[derive(Debug)]
+struct Ready {
+    draft: Draft,
+    sender_id: SenderId,
+    phone_number_id: String,
+    content: Content,
+}
+
+async fn resolve(
+    st: &AppState,
+    tenant: TenantId,
+    draft: Draft,
+) -> Result<Result<Ready, Problem>, Problem> {
+    let unprocessable = |code, field: &str, detail: String| {
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).field(field)
+    };
+    // The named sender; else the user's own; else the company's.
+    let sender: Option<(SenderId, String, String)> = match &draft.sender {
+        Some(phone_number_id) => {
+            sqlx::query_as(
+                "SELECT id, phone_number_id, status FROM senders WHERE tenant_id = $1 AND phone_number_id = $2",
+            )
+            .bind(tenant)
+            .bind(phone_number_id)
+            .fetch_optional(&st.pool)
+            .await?
+        }
+        None => {
+            sqlx::query_as(
+                "SELECT id, phone_number_id, status FROM senders
+                 WHERE tenant_id = $1 AND (owner_user_id = $2 OR is_company_default)
+                 ORDER BY (owner_user_id IS NOT DISTINCT FROM $2) DESC LIMIT 1",
+            )
+            .bind(tenant)
+            .bind(&draft.user_id)
+            .fetch_optional(&st.pool)
+            .await?
+        }
+    };
+    let Some((sender_id, phone_number_id, sender_status)) = sender else {
+        return Ok(Err(unprocessable(
+            "unknown_sender",
+            "sender",
+            match &draft.sender {
+                Some(_) => "no sender with that phone number id belongs to this company".into(),
+                None => "no sender given and the company has no default sender".into(),
+            },
+        )));
+    };
+    if sender_status != "approved" {
+        return Ok(Err(unprocessable(
+            "sender_not_approved",
+            "sender",
+            format!("the sender is {sender_status}, not approved for sending"),
+        )));
+    }
+
+    let content = match &draft.body {
+        DraftBody::Text(body) => Content::Text { body: body.clone() },
+        DraftBody::Template {
+            name,
+            language,
+            parameters,
+            merge_fields,
+        } => match resolve_template(st, tenant, name, language, parameters, merge_fields).await? {
+            Ok(params) => Content::Template {
+                name: name.clone(),
+                language: language.clone(),
+                parameters: params,
+            },
+            Err(problem) => return Ok(Err(problem)),
+        },
+    };
+    Ok(Ok(Ready {
+        draft,
+        sender_id,
+        phone_number_id,
+        content,
+    }))
+}
+
+/// Binds merge fields through the template's bindings and checks the parameter count against
+/// the synced template. A template we have not synced passes with explicit parameters (Meta is
+/// then the judge) but cannot take merge fields.
+async fn resolve_template(
+    st: &AppState,
+    tenant: TenantId,
+    name: &str,
+    language: &str,
+    parameters: &Option<TemplateParameters>,
+    merge_fields: &Option<std::collections::BTreeMap<String, String>>,
+) -> Result<Result<ResolvedParameters, Problem>, Problem> {
+    let mismatch = |field: &str, detail: String| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "template_parameters_mismatch",
+            detail,
+        )
+        .field(field)
+    };
+    let known: Option<(String, String, i32, Value)> = sqlx::query_as(
+        "SELECT status, parameter_format, body_param_count, bindings FROM templates
+         WHERE tenant_id = $1 AND name = $2 AND language = $3",
+    )
+    .bind(tenant)
+    .bind(name)
+    .bind(language)
+    .fetch_optional(&st.pool)
+    .await?;
+    if let Some((status, ..)) = &known
+        && status != "APPROVED"
+    {
+        return Ok(Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "template_not_approved",
+            format!("template {name} ({language}) is {status}, not APPROVED"),
+        )
+        .field("template.name")));
+    }
+    let resolved = match (parameters, merge_fields) {
+        (Some(TemplateParameters::Positional(values)), _) => {
+            ResolvedParameters::Positional(values.clone())
+        }
+        (Some(TemplateParameters::Named(values)), _) => {
+            ResolvedParameters::Named(values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        }
+        (None, Some(fields)) => {
+            let Some((_, format, _, bindings)) = &known else {
+                return Ok(Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "template_not_approved",
+                    format!("template {name} ({language}) is not synced, so its merge fields are unknown"),
+                )
+                .field("template.name")));
+            };
+            let bindings: Vec<Binding> =
+                serde_json::from_value(bindings.clone()).unwrap_or_default();
+            let mut values = Vec::with_capacity(bindings.len());
+            for b in &bindings {
+                let Some(v) = fields.get(&b.merge_code) else {
+                    return Ok(Err(mismatch(
+                        &format!("merge_fields.{}", b.merge_code),
+                        format!("template {name} needs merge field {}", b.merge_code),
+                    )));
+                };
+                values.push((b.param.clone(), v.clone()));
+            }
+            if format == "NAMED" {
+                ResolvedParameters::Named(values)
+            } else {
+                ResolvedParameters::Positional(values.into_iter().map(|(_, v)| v).collect())
+            }
+        }
+        (None, None) => ResolvedParameters::Positional(Vec::new()),
+    };
+    if let Some((_, _, count, _)) = &known {
+        let given = match &resolved {
+            ResolvedParameters::Positional(v) => v.len(),
+            ResolvedParameters::Named(v) => v.len(),
+        };
+        if given != *count as usize {
+            return Ok(Err(mismatch(
+                "template.parameters",
+                format!("template {name} takes {count} body parameters, {given} given"),
+            )));
+        }
+    }
+    Ok(Ok(resolved))
+}
+
+/// One merge-field binding of a template: body parameter (position or name) → merge code.
+#[derive(Debug, serde::Deserialize)]
+struct Binding {
+    param: String,
+    merge_code: String,
+}
+
+async fn insert_accepted(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    id: MessageId,
+    ready: &Ready,
+) -> Result<(), sqlx::Error> {
+    let d = &ready.draft;
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, direction, kind, campaign_id, sender_id, phone_number_id,
+             recipient, record_type, record_id, user_id, content_type, content, state, not_after, trace_context)
+         VALUES ($1, $2, 'out', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'accepted', $13, $14)",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(d.kind.as_str())
+    .bind(d.campaign_id)
+    .bind(ready.sender_id)
+    .bind(&ready.phone_number_id)
+    .bind(d.to.as_str())
+    .bind(d.record.kind.as_str())
+    .bind(&d.record.id)
+    .bind(&d.user_id)
+    .bind(ready.content.type_name())
+    .bind(sqlx::types::Json(&ready.content))
+    .bind(d.not_after)
+    .bind(amqp::current_traceparent())
+    .execute(&mut *tx)
+    .await?;
+    insert_event(tx, tenant, id, state::ACCEPTED, None, None).await
+}
+
+async fn insert_rejected(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    id: MessageId,
+    record: &RecordRef,
+    problem: &Problem,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, direction, record_type, record_id, content_type, content, state, reason)
+         VALUES ($1, $2, 'out', $3, $4, 'none', '{}', 'rejected', $5)",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(record.kind.as_str())
+    .bind(&record.id)
+    .bind(problem.code)
+    .execute(&mut *tx)
+    .await?;
+    let detail = json!({ "detail": problem.detail, "field": problem.field });
+    insert_event(
+        tx,
+        tenant,
+        id,
+        state::REJECTED,
+        Some(problem.code),
+        Some(detail),
+    )
+    .await
+}
+
+pub async fn insert_event(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    id: MessageId,
+    state: &str,
+    reason: Option<&str>,
+    detail: Option<Value>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO message_events (message_id, tenant_id, state, reason, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(state)
+    .bind(reason)
+    .bind(detail)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

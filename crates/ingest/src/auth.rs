@@ -1,0 +1,68 @@
+//! Bearer API key authentication: the key's hash names the tenant and the role. Every handler
+//! takes a `Principal` and scopes its queries to `principal.tenant_id`.
+
+use crate::state::AppState;
+use axum::{extract::FromRequestParts, http::StatusCode, http::request::Parts};
+use wafleet_core::{
+    domain::{Role, TenantId},
+    http::Problem,
+    secrets::hash_api_key,
+};
+
+/// The authenticated caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Principal {
+    pub tenant_id: TenantId,
+    pub role: Role,
+}
+
+impl Principal {
+    /// Refuses callers below `role` (admin > sender > reader).
+    pub fn require(&self, role: Role) -> Result<(), Problem> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "this API key's role cannot do this (needs {})",
+                    role.as_str()
+                ),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = |detail: &str| {
+            Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail.to_owned())
+        };
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| unauthorized("send Authorization: Bearer <api key>"))?;
+        let key = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| unauthorized("send Authorization: Bearer <api key>"))?;
+        let row: Option<(TenantId, String)> = sqlx::query_as(
+            "SELECT tenant_id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(hash_api_key(key))
+        .fetch_optional(&state.pool)
+        .await?;
+        let (tenant_id, role) = row.ok_or_else(|| unauthorized("unknown or revoked API key"))?;
+        let role = Role::parse(&role).ok_or_else(Problem::internal)?;
+        tracing::Span::current().record("tenant", tracing::field::display(tenant_id));
+        Ok(Self { tenant_id, role })
+    }
+}

@@ -1,0 +1,221 @@
+//! AMQP intake: upstream services publish send requests to `<p>.intake` (key `send`) with the
+//! tenant in a `tenant` header and their idempotency key as `message_id`. Each is accepted like
+//! an HTTP request; an invalid one is republished to `<p>.intake.rejected` with an
+//! `x-wafleet-reason` header (and filed in its record's history) — never dropped. The delivery
+//! is acked only after that durable effect.
+
+use crate::{
+    accept::{Idempotency, Reply, accept, problem_body},
+    state::AppState,
+};
+use axum::http::StatusCode;
+use futures_util::StreamExt;
+use lapin::{
+    Channel,
+    message::Delivery,
+    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    types::FieldTable,
+};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use wafleet_core::{
+    amqp::{self, Outgoing, Publisher},
+    contract::{REASON_HEADER, SendRequest, TENANT_HEADER},
+    domain::TenantId,
+    http::Problem,
+};
+
+/// What became of one intake delivery.
+#[derive(Debug)]
+pub enum IntakeOutcome {
+    Accepted(Reply),
+    /// Refused; goes to the rejected queue with this reason code.
+    Rejected {
+        code: String,
+        detail: String,
+    },
+}
+
+/// The deterministic seam: handles one delivery's properties and body. `Err` means a failure of
+/// ours (database down): the delivery must be retried, not rejected.
+pub async fn handle(
+    st: &AppState,
+    props: &lapin::BasicProperties,
+    body: &[u8],
+) -> Result<IntakeOutcome, Problem> {
+    let rejected = |code: &str, detail: String| {
+        Ok(IntakeOutcome::Rejected {
+            code: code.to_owned(),
+            detail,
+        })
+    };
+    let Some(tenant) = amqp::header_str(props, TENANT_HEADER) else {
+        return rejected("missing_tenant", "the `tenant` header is required".into());
+    };
+    let Ok(tenant) = tenant.parse::<TenantId>() else {
+        return rejected(
+            "unknown_tenant",
+            "the `tenant` header is not a tenant id".into(),
+        );
+    };
+    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM tenants WHERE id = $1")
+        .bind(tenant)
+        .fetch_optional(&st.pool)
+        .await?;
+    if exists.is_none() {
+        return rejected("unknown_tenant", format!("no tenant {tenant}"));
+    }
+    let raw: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return rejected("invalid_json", format!("the body is not valid JSON: {e}")),
+    };
+    let request: SendRequest = match serde_json::from_value(raw.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            return rejected(
+                "invalid_request",
+                format!("the body does not match the message schema: {e}"),
+            );
+        }
+    };
+    let idempotency = match props.message_id().as_ref().map(|id| id.as_str()) {
+        Some(key) if !key.is_empty() => match Idempotency::new(key.to_owned(), &raw) {
+            Ok(i) => Some(i),
+            Err(p) => return rejected(p.code, p.detail),
+        },
+        _ => None,
+    };
+    let reply = match accept(st, tenant, request, idempotency).await {
+        Ok(reply) => reply,
+        Err(p) if p.status == StatusCode::CONFLICT => return rejected(p.code, p.detail),
+        Err(p) => return Err(p),
+    };
+    if reply.status.is_success() {
+        Ok(IntakeOutcome::Accepted(reply))
+    } else {
+        let code = reply.code().unwrap_or("rejected").to_owned();
+        let detail = reply
+            .body
+            .get("detail")
+            .and_then(|d| d.as_str())
+            .unwrap_or("")
+            .to_owned();
+        Ok(IntakeOutcome::Rejected { code, detail })
+    }
+}
+
+/// Consumes `<p>.intake` until cancelled; deliveries are handled concurrently.
+pub async fn run(
+    st: AppState,
+    channel: Channel,
+    publisher: Publisher,
+    concurrency: u16,
+    cancel: CancellationToken,
+) -> Result<(), lapin::Error> {
+    channel
+        .basic_qos(concurrency, BasicQosOptions::default())
+        .await?;
+    let queue = st.topology.intake_queue();
+    let consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "wafleet-ingest".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let stream = consumer.take_until(cancel.cancelled_owned());
+    stream
+        .for_each_concurrent(usize::from(concurrency), |delivery| {
+            let st = st.clone();
+            let publisher = publisher.clone();
+            let channel = channel.clone();
+            async move {
+                match delivery {
+                    Ok(delivery) => process(&st, &publisher, delivery).await,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "intake consumer error; waiting for recovery");
+                        let _ = channel.wait_for_recovery(err).await;
+                    }
+                }
+            }
+        })
+        .await;
+    Ok(())
+}
+
+#[tracing::instrument(name = "process wafleet.intake", skip_all, fields(
+    otel.kind = "consumer",
+    messaging.system = "rabbitmq",
+    messaging.operation.type = "process",
+    messaging.message.id = delivery.properties.message_id().as_ref().map(|m| m.as_str()).unwrap_or(""),
+))]
+async fn process(st: &AppState, publisher: &Publisher, delivery: Delivery) {
+    amqp::adopt_trace_context(&tracing::Span::current(), &delivery.properties);
+    let outcome = handle(st, &delivery.properties, &delivery.data).await;
+    let settled = match outcome {
+        Ok(IntakeOutcome::Accepted(_)) => true,
+        Ok(IntakeOutcome::Rejected { code, detail }) => {
+            metrics::counter!("wafleet_intake_rejected_total", "channel" => "amqp", "code" => code.clone()).increment(1);
+            match reject(st, publisher, &delivery, &code, &detail).await {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::error!(error = %err, "could not park a rejected intake message; will retry");
+                    false
+                }
+            }
+        }
+        Err(problem) => {
+            tracing::warn!(
+                code = problem.code,
+                "intake message could not be handled now; will retry"
+            );
+            false
+        }
+    };
+    let result = if settled {
+        delivery.ack(BasicAckOptions::default()).await
+    } else {
+        // Back off before handing it back so an outage does not become a hot loop.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        delivery
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+    };
+    if let Err(err) = result {
+        // After a reconnect the old delivery tag is void; the broker redelivers it and the
+        // idempotency key makes the second handling a replay.
+        tracing::warn!(error = %err, "could not settle intake delivery");
+    }
+}
+
+/// Republishes the original message, with its reason, to `<p>.intake.rejected`.
+async fn reject(
+    st: &AppState,
+    publisher: &Publisher,
+    delivery: &Delivery,
+    code: &str,
+    detail: &str,
+) -> Result<(), amqp::PublishError> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    amqp::set_header(&mut headers, REASON_HEADER, code);
+    amqp::set_header(&mut headers, "x-wafleet-detail", detail);
+    let queue = st.topology.intake_rejected_queue();
+    publisher
+        .publish(Outgoing {
+            exchange: "",
+            routing_key: &queue,
+            body: &delivery.data,
+            properties: delivery.properties.clone().with_headers(headers),
+            mandatory: true,
+        })
+        .await
+}
+
+/// The problem body for a rejection (used by tests and docs).
+pub fn rejection_body(problem: &Problem) -> serde_json::Value {
+    problem_body(problem)
+}

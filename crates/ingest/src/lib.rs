@@ -1,0 +1,153 @@
+//! wafleet-ingest: takes send requests over HTTP (`POST /v1/messages`) and AMQP (`<p>.intake`),
+//! validates and records them, and publishes them (confirmed) to their dispatch shard. Also
+//! serves the history API. The outbox sweep republishes anything whose publish was lost.
+
+pub mod accept;
+pub mod auth;
+pub mod intake;
+pub mod outbox;
+pub mod publish;
+pub mod routes;
+pub mod state;
+pub mod templates;
+pub mod validate;
+
+use anyhow::Context;
+use std::sync::Arc;
+use tokio::{net::TcpListener, sync::mpsc};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower_http::{limit::RequestBodyLimitLayer, trace::TraceLayer};
+use wafleet_core::{
+    Settings,
+    amqp::{self, Publisher, Topology},
+    clock::SharedClock,
+    db,
+    http::{broker_check, database_check, ops_router},
+};
+
+/// The ingest service, built and bound, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: state::AppState,
+    settings: Settings,
+    consumer_channel: lapin::Channel,
+    intake_publisher: Publisher,
+    marks: mpsc::Receiver<wafleet_core::domain::MessageId>,
+    connections: Vec<Arc<lapin::Connection>>,
+}
+
+impl Application {
+    /// Binds the HTTP listener, opens the database pool and the broker connections (one for
+    /// publishing, one for consuming, so a blocked publisher never stalls acks), and declares
+    /// the topology.
+    pub async fn build(
+        settings: Settings,
+        clock: SharedClock,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.ingest_addr)
+            .await
+            .with_context(|| format!("binding {}", settings.ingest_addr))?;
+        let pool = db::connect_lazy(
+            &settings.database_url,
+            settings.database_max_connections,
+            "wafleet-ingest",
+        )?;
+        let topology = Arc::new(Topology::from_settings(&settings));
+        let pub_conn =
+            amqp::connect_with_retry(&settings.amqp_url, "wafleet-ingest/publish", cancel)
+                .await
+                .context("cancelled while connecting to the broker")?;
+        let sub_conn =
+            amqp::connect_with_retry(&settings.amqp_url, "wafleet-ingest/consume", cancel)
+                .await
+                .context("cancelled while connecting to the broker")?;
+        let setup = pub_conn.create_channel().await?;
+        topology
+            .declare(&setup)
+            .await
+            .context("declaring the AMQP topology")?;
+        let dispatch_publisher = Publisher::open(&pub_conn).await?;
+        let intake_publisher = Publisher::open(&pub_conn).await?;
+        let consumer_channel = sub_conn.create_channel().await?;
+        let (marks_tx, marks) = mpsc::channel(4096);
+        let state = state::AppState {
+            pool,
+            topology: topology.clone(),
+            dispatch: publish::DispatchPublisher::new(dispatch_publisher, topology, marks_tx),
+            clock,
+        };
+        Ok(Self {
+            listener,
+            state,
+            settings,
+            consumer_channel,
+            intake_publisher,
+            marks,
+            connections: vec![Arc::new(pub_conn), Arc::new(sub_conn)],
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves HTTP, consumes AMQP intake, sweeps the outbox and marks publishes until `cancel`;
+    /// then stops taking work and finishes what is in flight.
+    pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            settings,
+            consumer_channel,
+            intake_publisher,
+            marks,
+            connections,
+        } = self;
+        let mut checks = vec![database_check(state.pool.clone())];
+        checks.extend(connections.iter().cloned().map(broker_check));
+        let router = routes::router()
+            .with_state(state.clone())
+            .layer(RequestBodyLimitLayer::new(settings.ingest.max_body_bytes))
+            .merge(ops_router(checks))
+            .layer(TraceLayer::new_for_http());
+
+        let tasks = TaskTracker::new();
+        // The marker outlives the producers: it stops once every sender is dropped.
+        let marker_cancel = CancellationToken::new();
+        let marker = tokio::spawn(publish::run_marker(
+            state.pool.clone(),
+            marks,
+            marker_cancel.clone(),
+        ));
+        tasks.spawn(outbox::run_sweep(
+            state.pool.clone(),
+            state.dispatch.clone(),
+            settings.ingest.outbox_after,
+            settings.ingest.outbox_interval,
+            cancel.clone(),
+        ));
+        let intake = tasks.spawn(intake::run(
+            state.clone(),
+            consumer_channel,
+            intake_publisher,
+            32,
+            cancel.clone(),
+        ));
+        let http = tasks.spawn(wafleet_core::http::serve(listener, router, cancel.clone()));
+        tasks.close();
+        drop(state);
+
+        let http_result = http.await?;
+        let intake_result = intake.await?;
+        tasks.wait().await;
+        marker_cancel.cancel();
+        let _ = marker.await;
+        for conn in connections {
+            let _ = conn.close(200, "shutdown".into()).await;
+        }
+        http_result.context("HTTP server")?;
+        intake_result.context("AMQP intake")?;
+        Ok(())
+    }
+}

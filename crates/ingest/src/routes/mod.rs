@@ -1,0 +1,17 @@
+//! The HTTP API (SPEC §5). Every route authenticates a `Principal` and scopes by its tenant.
+
+pub mod messages;
+pub mod records;
+
+use crate::state::AppState;
+use axum::{
+    Router,
+    routing::{get, post},
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/messages", post(messages::send))
+        .route("/v1/messages/{id}", get(messages::get))
+        .route("/v1/records/{type}/{id}/messages", get(records::history))
+}

@@ -1,0 +1,14 @@
+//! What every ingest handler shares.
+
+use crate::publish::DispatchPublisher;
+use sqlx::PgPool;
+use std::sync::Arc;
+use wafleet_core::{amqp::Topology, clock::SharedClock};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub topology: Arc<Topology>,
+    pub dispatch: DispatchPublisher,
+    pub clock: SharedClock,
+}

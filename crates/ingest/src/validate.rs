@@ -1,0 +1,232 @@
+//! Shape validation of a send request: pure, no I/O. What needs the database (the sender, the
+//! template's bindings) is resolved afterwards in `accept`.
+
+use axum::http::StatusCode;
+use std::collections::BTreeMap;
+use wafleet_core::{
+    contract::{Kind, SendRequest, TemplateParameters},
+    domain::{PhoneNumber, RecordRef, RecordType},
+    http::Problem,
+};
+
+/// A request whose fields are individually valid.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub to: PhoneNumber,
+    pub record: RecordRef,
+    pub user_id: Option<String>,
+    pub sender: Option<String>,
+    pub body: DraftBody,
+    pub not_after: Option<chrono::DateTime<chrono::Utc>>,
+    pub kind: Kind,
+    pub campaign_id: Option<uuid::Uuid>,
+}
+
+#[derive(Debug, Clone)]
+pub enum DraftBody {
+    Template {
+        name: String,
+        language: String,
+        parameters: Option<TemplateParameters>,
+        merge_fields: Option<BTreeMap<String, String>>,
+    },
+    Text(String),
+}
+
+/// The longest free-form text Meta accepts.
+const MAX_TEXT: usize = 4096;
+
+fn unprocessable(code: &'static str, field: &str, detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).field(field)
+}
+
+/// The record named by a request, if it names a valid one (used to file a rejection in that
+/// record's history even when other fields are wrong).
+pub fn record_of(req: &SendRequest) -> Option<RecordRef> {
+    let r = req.record.as_ref()?;
+    let kind = RecordType::parse(r.kind.as_deref()?)?;
+    let id = r.id.as_deref()?.trim();
+    (!id.is_empty() && id.len() <= 200).then(|| RecordRef {
+        kind,
+        id: id.to_owned(),
+    })
+}
+
+/// Checks every field; the first problem found is returned, naming its field.
+pub fn validate(req: SendRequest) -> Result<Draft, Problem> {
+    let to = match req.to.as_deref() {
+        None | Some("") => {
+            return Err(unprocessable(
+                "invalid_recipient",
+                "to",
+                "`to` is required: the recipient's number in E.164, e.g. +447400123456",
+            ));
+        }
+        Some(raw) => PhoneNumber::parse(raw).map_err(|e| {
+            unprocessable(
+                "invalid_recipient",
+                "to",
+                format!("`to` is not a valid mobile number: {e}"),
+            )
+        })?,
+    };
+    let record = record_of(&req).ok_or_else(|| {
+        unprocessable(
+            "invalid_record",
+            "record",
+            "`record` is required: {\"type\": \"candidate\" | \"contact\", \"id\": \"...\"}",
+        )
+    })?;
+    let body = match (req.template, req.text) {
+        (Some(_), Some(_)) => {
+            return Err(unprocessable(
+                "invalid_content",
+                "text",
+                "send either `template` or `text`, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(unprocessable(
+                "invalid_content",
+                "template",
+                "a message needs a `template` (to open a conversation) or `text` (inside the 24 h service window)",
+            ));
+        }
+        (None, Some(text)) => {
+            if req.merge_fields.is_some() {
+                return Err(unprocessable(
+                    "invalid_content",
+                    "merge_fields",
+                    "`merge_fields` only apply to templates",
+                ));
+            }
+            if text.trim().is_empty() || text.chars().count() > MAX_TEXT {
+                return Err(unprocessable(
+                    "invalid_content",
+                    "text",
+                    format!("`text` must be 1 to {MAX_TEXT} characters"),
+                ));
+            }
+            DraftBody::Text(text)
+        }
+        (Some(t), None) => {
+            let name = t.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| {
+                unprocessable(
+                    "missing_field",
+                    "template.name",
+                    "`template.name` is required",
+                )
+            })?;
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(unprocessable(
+                    "invalid_field",
+                    "template.name",
+                    "template names are lower-case letters, digits and underscores",
+                ));
+            }
+            let language = t.language.filter(|l| !l.trim().is_empty()).ok_or_else(|| {
+                unprocessable(
+                    "missing_field",
+                    "template.language",
+                    "`template.language` is required, e.g. \"en_GB\"",
+                )
+            })?;
+            if t.parameters.is_some() && req.merge_fields.is_some() {
+                return Err(unprocessable(
+                    "invalid_content",
+                    "merge_fields",
+                    "give the template's values either as `template.parameters` or as `merge_fields`, not both",
+                ));
+            }
+            DraftBody::Template {
+                name,
+                language,
+                parameters: t.parameters,
+                merge_fields: req.merge_fields,
+            }
+        }
+    };
+    if let Some(sender) = &req.sender
+        && (sender.is_empty() || !sender.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(unprocessable(
+            "invalid_field",
+            "sender",
+            "`sender` is a sender's phone number id (digits)",
+        ));
+    }
+    Ok(Draft {
+        to,
+        record,
+        user_id: req.user_id.filter(|u| !u.is_empty()),
+        sender: req.sender,
+        body,
+        not_after: req.not_after,
+        kind: req.kind.unwrap_or(Kind::Single),
+        campaign_id: req.campaign_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req(v: serde_json::Value) -> SendRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_template_request_with_merge_fields_validates() {
+        let d = validate(req(json!({
+            "to": "+447400123456",
+            "record": {"type": "candidate", "id": "C-1"},
+            "template": {"name": "job_opportunity", "language": "en_GB"},
+            "merge_fields": {"KNOWNAS": "Anna"}
+        })))
+        .unwrap();
+        assert_eq!(d.to.as_str(), "+447400123456");
+        assert!(matches!(d.body, DraftBody::Template { .. }));
+    }
+
+    #[test]
+    fn a_bad_number_is_refused_naming_the_field() {
+        let p = validate(req(json!({
+            "to": "0770090",
+            "record": {"type": "candidate", "id": "C-1"},
+            "text": "hi"
+        })))
+        .unwrap_err();
+        assert_eq!(p.code, "invalid_recipient");
+        assert_eq!(p.field.as_deref(), Some("to"));
+    }
+
+    #[test]
+    fn a_template_without_a_name_is_refused() {
+        let p = validate(req(json!({
+            "to": "+447400123456",
+            "record": {"type": "contact", "id": "K-9"},
+            "template": {"language": "en_GB"}
+        })))
+        .unwrap_err();
+        assert_eq!(
+            (p.code, p.field.as_deref()),
+            ("missing_field", Some("template.name"))
+        );
+    }
+
+    #[test]
+    fn text_and_template_together_are_refused() {
+        let p = validate(req(json!({
+            "to": "+447400123456",
+            "record": {"type": "contact", "id": "K-9"},
+            "template": {"name": "x", "language": "en"},
+            "text": "hello"
+        })))
+        .unwrap_err();
+        assert_eq!(p.code, "invalid_content");
+    }
+}

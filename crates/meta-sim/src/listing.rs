@@ -1,0 +1,152 @@
+//! Graph listings: `GET /{version}/{waba_id}/message_templates` and `.../phone_numbers`.
+//!
+//! Both answer Meta's `{data:[...], paging:{cursors:{before,after}, next?}}` shape with `limit`
+//! (default 25) and opaque `after` cursors; `paging` is left out when `data` is empty.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::errors::GraphError;
+use crate::graph::require_bearer;
+use crate::state::Sim;
+
+/// Page size when the request gives no `limit`.
+const DEFAULT_LIMIT: usize = 25;
+
+/// `GET /{version}/{waba_id}/message_templates`, filterable by `name` and `status`.
+pub(crate) async fn templates(
+    State(sim): State<Arc<Sim>>,
+    Path((version, waba_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, GraphError> {
+    require_bearer(&headers)?;
+    let name = query.get("name");
+    let status = query.get("status").map(|s| s.to_uppercase());
+    let items: Vec<Value> = sim
+        .lock()
+        .templates
+        .iter()
+        .filter(|stored| stored.template.waba_id == waba_id)
+        .filter(|stored| name.is_none_or(|n| *n == stored.template.name))
+        .filter(|stored| status.as_ref().is_none_or(|s| *s == stored.template.status))
+        .map(|stored| {
+            let t = &stored.template;
+            json!({
+                "name": t.name,
+                "language": t.language,
+                "status": t.status,
+                "category": t.category,
+                "parameter_format": t.parameter_format,
+                "components": [{"type": "BODY", "text": t.body_text}],
+                "id": stored.id,
+            })
+        })
+        .collect();
+    let next_base = format!("{}/{version}/{waba_id}/message_templates", sim.base_url);
+    Ok(Json(paginate(items, &query, &next_base)))
+}
+
+/// `GET /{version}/{waba_id}/phone_numbers`.
+pub(crate) async fn phone_numbers(
+    State(sim): State<Arc<Sim>>,
+    Path((version, waba_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, GraphError> {
+    require_bearer(&headers)?;
+    let items: Vec<Value> = sim
+        .lock()
+        .numbers
+        .iter()
+        .filter(|n| n.waba_id == waba_id)
+        .map(|n| {
+            json!({
+                "id": n.phone_number_id,
+                "display_phone_number": n.display_phone_number,
+                "verified_name": n.verified_name.clone().unwrap_or_default(),
+                "quality_rating": n.quality_rating.clone().unwrap_or_else(|| "GREEN".to_owned()),
+                "status": "CONNECTED",
+            })
+        })
+        .collect();
+    let next_base = format!("{}/{version}/{waba_id}/phone_numbers", sim.base_url);
+    Ok(Json(paginate(items, &query, &next_base)))
+}
+
+/// One page of `items` after the `after` cursor, with Meta's `paging` object.
+fn paginate(items: Vec<Value>, query: &HashMap<String, String>, next_base: &str) -> Value {
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(DEFAULT_LIMIT);
+    let start = query
+        .get("after")
+        .and_then(|c| decode_cursor(c))
+        .map_or(0, |i| i + 1);
+    let total = items.len();
+    let page: Vec<Value> = items.into_iter().skip(start).take(limit).collect();
+    if page.is_empty() {
+        return json!({"data": []});
+    }
+    let last = start + page.len() - 1;
+    let mut paging =
+        json!({"cursors": {"before": encode_cursor(start), "after": encode_cursor(last)}});
+    if last + 1 < total {
+        paging["next"] = json!(format!(
+            "{next_base}?limit={limit}&after={}",
+            encode_cursor(last)
+        ));
+    }
+    json!({"data": page, "paging": paging})
+}
+
+/// An opaque cursor for a position in a listing.
+fn encode_cursor(index: usize) -> String {
+    hex::encode(format!("cursor:{index}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<usize> {
+    let text = String::from_utf8(hex::decode(cursor).ok()?).ok()?;
+    text.strip_prefix("cursor:")?.parse().ok()
+}
+
+/// Number of distinct `{{1}}` / `{{name}}` placeholders in a template text.
+pub(crate) fn placeholder_count(text: &str) -> usize {
+    let mut seen = HashSet::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else { break };
+        let name = after[..close].trim();
+        if !name.is_empty() {
+            seen.insert(name.to_owned());
+        }
+        rest = &after[close + 2..];
+    }
+    seen.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positional_and_named_placeholders_are_counted_once_each() {
+        assert_eq!(placeholder_count("Hi {{1}}, your code is {{2}}."), 2);
+        assert_eq!(placeholder_count("Hi {{first_name}} / {{first_name}}"), 1);
+        assert_eq!(placeholder_count("No variables"), 0);
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
+        assert_eq!(decode_cursor("zz"), None);
+    }
+}

@@ -1,0 +1,69 @@
+//! Operator commands: migrations, tenants, templates.
+
+use anyhow::Context;
+use sqlx::{PgPool, migrate::MigrateDatabase};
+use wafleet_core::{
+    Settings, db,
+    domain::TenantId,
+    tenant::{CreatedTenant, NewTenant, create_tenant},
+};
+
+/// Creates the database if it does not exist, then applies pending migrations.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<PgPool> {
+    if !sqlx::Postgres::database_exists(&settings.database_url).await? {
+        sqlx::Postgres::create_database(&settings.database_url)
+            .await
+            .context("creating the database")?;
+    }
+    let pool = db::connect(&settings.database_url, 4, "wafleet-admin").await?;
+    db::migrate(&pool).await.context("applying migrations")?;
+    Ok(pool)
+}
+
+pub async fn tenant_create(settings: &Settings, new: &NewTenant) -> anyhow::Result<CreatedTenant> {
+    let pool = db::connect(&settings.database_url, 2, "wafleet-admin").await?;
+    let secrets = settings.secret_box()?;
+    Ok(create_tenant(&pool, &secrets, new).await?)
+}
+
+/// `(id, name, waba_id, senders)` of every tenant.
+pub async fn tenant_list(
+    settings: &Settings,
+) -> anyhow::Result<Vec<(TenantId, String, String, i64)>> {
+    let pool = db::connect(&settings.database_url, 2, "wafleet-admin").await?;
+    Ok(sqlx::query_as(
+        "SELECT t.id, t.name, COALESCE(c.waba_id, ''), (SELECT count(*) FROM senders s WHERE s.tenant_id = t.id)
+         FROM tenants t LEFT JOIN meta_connections c ON c.tenant_id = t.id ORDER BY t.created_at",
+    )
+    .fetch_all(&pool)
+    .await?)
+}
+
+pub async fn template_sync(settings: &Settings, tenant: TenantId) -> anyhow::Result<usize> {
+    let pool = db::connect(&settings.database_url, 2, "wafleet-admin").await?;
+    let secrets = settings.secret_box()?;
+    let http = reqwest::Client::new();
+    Ok(wafleet_ingest::templates::sync(
+        &pool,
+        &secrets,
+        &http,
+        &settings.meta_base_url,
+        &settings.meta_api_version,
+        tenant,
+    )
+    .await?)
+}
+
+/// Parses `PARAM=MERGE_CODE` pairs (`1=KNOWNAS`, `first_name=KNOWNAS`).
+pub fn parse_bindings(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|p| {
+            let (param, code) = p
+                .split_once('=')
+                .with_context(|| format!("expected PARAM=MERGE_CODE, got {p:?}"))?;
+            anyhow::ensure!(!param.is_empty() && !code.is_empty(), "empty side in {p:?}");
+            Ok((param.to_owned(), code.to_owned()))
+        })
+        .collect()
+}

@@ -1,0 +1,230 @@
+//! `wafleet`: one binary for every service, the Meta simulator, operator commands and the demo.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use wafleet::{admin, demo, fleet};
+use wafleet_core::{Settings, config::Secret, domain::TenantId, shutdown, telemetry, tenant};
+
+#[derive(Parser)]
+#[command(
+    name = "wafleet",
+    version,
+    about = "WhatsApp Business Platform messaging back end for recruiting software"
+)]
+struct Cli {
+    /// Configuration file (default: ./wafleet.toml if present). Environment variables override it.
+    #[arg(long, global = true, env = "WAFLEET_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// HTTP and AMQP intake, history API (WAFLEET_INGEST_ADDR).
+    Ingest,
+    /// Consumes the dispatch shards and calls Meta (ops endpoints on WAFLEET_DISPATCHER_ADDR).
+    Dispatcher,
+    /// Receives Meta's webhooks and writes history (WAFLEET_WEBHOOKS_ADDR).
+    Webhooks,
+    /// ingest, dispatcher and webhooks in one process.
+    All,
+    /// The Meta Graph API simulator (WAFLEET_META_SIM_ADDR; webhooks to WAFLEET_META_SIM_WEBHOOK_URL).
+    MetaSim,
+    /// Creates the database if needed and applies migrations.
+    Migrate,
+    /// Runs the whole fleet against the simulator, sends to a few candidates and shows the result.
+    Demo,
+    /// Tenants (companies) and their Meta connection.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Message templates synced from Meta, and their merge-field bindings.
+    Template {
+        #[command(subcommand)]
+        command: TemplateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Creates a tenant with its Meta connection and senders; prints its id and an admin API key.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// WhatsApp Business Account id.
+        #[arg(long)]
+        waba_id: String,
+        /// System-user access token (stored encrypted with WAFLEET_SECRET_KEY).
+        #[arg(long, env = "WAFLEET_TENANT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The Meta app's secret, for webhook signatures.
+        #[arg(long, hide_env_values = true)]
+        app_secret: String,
+        /// The webhook verify token.
+        #[arg(long, hide_env_values = true)]
+        verify_token: String,
+        /// PHONE_NUMBER_ID:+E164, repeatable; the first is the company's default sender.
+        #[arg(long = "sender", required = true, value_parser = tenant::NewSender::parse_cli)]
+        senders: Vec<tenant::NewSender>,
+        /// Print {"tenant_id": …, "api_key": …}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists tenants.
+    List,
+}
+
+#[derive(Subcommand)]
+enum TemplateCommand {
+    /// Fetches the tenant's templates from Meta (every page).
+    Sync {
+        #[arg(long)]
+        tenant: TenantId,
+    },
+    /// Binds body parameters to merge codes: `wafleet template bind --tenant T --name job --language en_GB 1=KNOWNAS 2=CONSULTANTUSERNAME`.
+    Bind {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        language: String,
+        /// PARAM=MERGE_CODE pairs, in body order.
+        bindings: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    let service = match &cli.command {
+        Command::Ingest => "wafleet-ingest",
+        Command::Dispatcher => "wafleet-dispatcher",
+        Command::Webhooks => "wafleet-webhooks",
+        Command::MetaSim => "wafleet-meta-sim",
+        _ => "wafleet",
+    };
+    let _telemetry = telemetry::init(service)?;
+    let clock = fleet::system_clock();
+    match cli.command {
+        Command::Ingest => {
+            let cancel = shutdown::on_signal();
+            let app = wafleet_ingest::Application::build(settings, clock, &cancel).await?;
+            tracing::info!(port = app.port(), "ingest listening");
+            app.run_until_stopped(cancel).await
+        }
+        Command::Dispatcher => {
+            let cancel = shutdown::on_signal();
+            let app = wafleet_dispatcher::Application::build(settings, clock, &cancel).await?;
+            tracing::info!(port = app.port(), "dispatcher running");
+            app.run_until_stopped(cancel).await
+        }
+        Command::Webhooks => {
+            let cancel = shutdown::on_signal();
+            let app = wafleet_webhooks::Application::build(settings, &cancel).await?;
+            tracing::info!(port = app.port(), "webhooks listening");
+            app.run_until_stopped(cancel).await
+        }
+        Command::All => {
+            let cancel = shutdown::on_signal();
+            let fleet = fleet::Fleet::start(settings, None, clock).await?;
+            tracing::info!(ingest = %fleet.ingest_url, webhooks = %fleet.webhooks_url, "fleet running");
+            let token = fleet.cancel_token();
+            tokio::spawn(async move {
+                cancel.cancelled().await;
+                token.cancel();
+            });
+            fleet.wait().await
+        }
+        Command::MetaSim => {
+            let cancel = shutdown::on_signal();
+            let sim = wafleet_meta_sim::MetaSim::build(wafleet_meta_sim::SimSettings {
+                addr: settings.meta_sim_addr,
+                webhook_url: std::env::var("WAFLEET_META_SIM_WEBHOOK_URL").ok(),
+                app_secret: settings
+                    .meta_app_secret
+                    .as_ref()
+                    .map(|s| s.expose().to_owned())
+                    .unwrap_or_else(|| wafleet_meta_sim::SimSettings::default().app_secret),
+                ..Default::default()
+            })
+            .await?;
+            tracing::info!(url = %sim.base_url(), "Meta simulator listening");
+            sim.run_until_stopped(cancel).await
+        }
+        Command::Migrate => {
+            admin::migrate(&settings).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Demo => demo::run(settings).await,
+        Command::Tenant { command } => match command {
+            TenantCommand::Create {
+                name,
+                waba_id,
+                token,
+                app_secret,
+                verify_token,
+                senders,
+                json,
+            } => {
+                let created = admin::tenant_create(
+                    &settings,
+                    &tenant::NewTenant {
+                        name,
+                        waba_id,
+                        access_token: Secret::new(token),
+                        app_secret: Secret::new(app_secret),
+                        verify_token: Secret::new(verify_token),
+                        senders,
+                    },
+                )
+                .await?;
+                if json {
+                    println!("{}", serde_json::to_string(&created)?);
+                } else {
+                    println!("tenant id: {}", created.tenant_id);
+                    println!("admin API key (shown once, store it now): {}", created.api_key);
+                }
+                Ok(())
+            }
+            TenantCommand::List => {
+                for (id, name, waba, senders) in admin::tenant_list(&settings).await? {
+                    println!("{id}  {name}  waba={waba}  senders={senders}");
+                }
+                Ok(())
+            }
+        },
+        Command::Template { command } => match command {
+            TemplateCommand::Sync { tenant } => {
+                let n = admin::template_sync(&settings, tenant).await?;
+                println!("synced {n} templates");
+                Ok(())
+            }
+            TemplateCommand::Bind {
+                tenant,
+                name,
+                language,
+                bindings,
+            } => {
+                let pairs = admin::parse_bindings(&bindings)?;
+                let pool = wafleet_core::db::connect(&settings.database_url, 2, "wafleet-admin").await?;
+                let found = wafleet_ingest::templates::bind(&pool, tenant, &name, &language, &pairs).await?;
+                anyhow::ensure!(found, "no template {name} ({language}) for that tenant: run `wafleet template sync` first");
+                println!("bound {} parameters of {name} ({language})", pairs.len());
+                Ok(())
+            }
+        },
+    }
+    .context("wafleet")
+}

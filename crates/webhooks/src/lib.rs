@@ -1,0 +1,123 @@
+//! wafleet-webhooks: receives Meta's signed webhooks (verified on the raw bytes, queued durably
+//! before the 200) and applies them to history: statuses forward-only and deduplicated, inbound
+//! messages filed against their record with the 24 h service window opened, and notifications
+//! to upstream on `<p>.events`.
+
+pub mod consumer;
+pub mod inbound;
+pub mod receiver;
+pub mod signature;
+pub mod statuses;
+
+use anyhow::Context;
+use std::{sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower_http::{limit::RequestBodyLimitLayer, trace::TraceLayer};
+use wafleet_core::{
+    Settings,
+    amqp::{self, Publisher, Topology},
+    db,
+    http::{broker_check, database_check, ops_router},
+};
+
+pub struct Application {
+    listener: TcpListener,
+    receiver: receiver::ReceiverState,
+    consumer: Arc<consumer::ConsumerCtx>,
+    consume_channel: lapin::Channel,
+    settings: Settings,
+    connections: Vec<Arc<lapin::Connection>>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, cancel: &CancellationToken) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.webhooks_addr)
+            .await
+            .with_context(|| format!("binding {}", settings.webhooks_addr))?;
+        let pool = db::connect_lazy(
+            &settings.database_url,
+            settings.database_max_connections,
+            "wafleet-webhooks",
+        )?;
+        let topology = Arc::new(Topology::from_settings(&settings));
+        let pub_conn =
+            amqp::connect_with_retry(&settings.amqp_url, "wafleet-webhooks/publish", cancel)
+                .await
+                .context("cancelled while connecting to the broker")?;
+        let sub_conn =
+            amqp::connect_with_retry(&settings.amqp_url, "wafleet-webhooks/consume", cancel)
+                .await
+                .context("cancelled while connecting to the broker")?;
+        let setup = pub_conn.create_channel().await?;
+        topology
+            .declare(&setup)
+            .await
+            .context("declaring the AMQP topology")?;
+        let secrets = match &settings.secret_key {
+            Some(_) => Some(settings.secret_box()?),
+            None => None,
+        };
+        let receiver = receiver::ReceiverState {
+            pool: pool.clone(),
+            publisher: Publisher::open(&pub_conn).await?,
+            topology: topology.clone(),
+            secrets,
+            app_secret: settings.meta_app_secret.clone(),
+            verify_token: settings.meta_verify_token.clone(),
+        };
+        let consumer = Arc::new(consumer::ConsumerCtx {
+            pool,
+            publisher: Publisher::open(&pub_conn).await?,
+            topology,
+        });
+        Ok(Self {
+            listener,
+            receiver,
+            consumer,
+            consume_channel: sub_conn.create_channel().await?,
+            settings,
+            connections: vec![Arc::new(pub_conn), Arc::new(sub_conn)],
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let mut checks = vec![database_check(self.consumer.pool.clone())];
+        checks.extend(self.connections.iter().cloned().map(broker_check));
+        let router = receiver::router(self.receiver)
+            .layer(RequestBodyLimitLayer::new(
+                self.settings.webhooks.max_body_bytes,
+            ))
+            .merge(ops_router(checks))
+            .layer(TraceLayer::new_for_http());
+        let tasks = TaskTracker::new();
+        let http = tasks.spawn(wafleet_core::http::serve(
+            self.listener,
+            router,
+            cancel.clone(),
+        ));
+        let consume = tasks.spawn(consumer::run(
+            self.consumer.clone(),
+            self.consume_channel,
+            self.settings.webhooks.prefetch,
+            cancel.clone(),
+        ));
+        tasks.spawn(consumer::run_unparker(
+            self.consumer.clone(),
+            Duration::from_secs(2),
+            cancel.clone(),
+        ));
+        tasks.close();
+        tasks.wait().await;
+        http.await?.context("HTTP server")?;
+        consume.await?.context("webhook consumer")?;
+        for conn in self.connections {
+            let _ = conn.close(200, "shutdown".into()).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,367 @@
+//! Applying status webhooks to outbound messages, a whole payload at a time:
+//! durable dedupe on (wamid, status); messages matched by wamid or by our id echoed in
+//! `biz_opaque_callback_data`; states only move forward (rank, then timestamp); statuses for
+//! messages we cannot match yet are parked and applied once the send is recorded.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use wafleet_core::{
+    contract::StatusEvent,
+    domain::{MessageId, RecordRef, RecordType, TenantId, state},
+};
+
+/// One status item from `value.statuses[]`.
+#[derive(Debug, Clone)]
+pub struct StatusItem {
+    pub wamid: String,
+    pub status: String,
+    pub at: DateTime<Utc>,
+    pub callback: Option<String>,
+    pub pricing: Option<Value>,
+    pub errors: Option<Value>,
+    pub raw: Value,
+}
+
+impl StatusItem {
+    /// Parses one item; `None` for an item that lacks what we need (kept raw by the caller).
+    pub fn parse(raw: &Value) -> Option<Self> {
+        let wamid = raw.get("id")?.as_str()?.to_owned();
+        let status = raw.get("status")?.as_str()?.to_owned();
+        let secs: i64 = match raw.get("timestamp")? {
+            Value::String(s) => s.parse().ok()?,
+            Value::Number(n) => n.as_i64()?,
+            _ => return None,
+        };
+        Some(Self {
+            wamid,
+            status,
+            at: DateTime::from_timestamp(secs, 0)?,
+            callback: raw
+                .get("biz_opaque_callback_data")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            pricing: raw.get("pricing").cloned(),
+            errors: raw.get("errors").cloned(),
+            raw: raw.clone(),
+        })
+    }
+
+    fn rank(&self) -> i32 {
+        state::status_rank(&self.status).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Current {
+    id: MessageId,
+    wamid: Option<String>,
+    state: String,
+    status_at: Option<DateTime<Utc>>,
+    record_type: Option<String>,
+    record_id: Option<String>,
+}
+
+/// What a status does to a message in `current` state: the new state, if it moves.
+/// `sent` < `delivered` < `read` < `played`; `failed` wins over anything before `delivered`
+/// (a failure after `sent` is real) and is never overwritten by a late lower status.
+pub fn next_state(current: &str, status: &str) -> Option<&'static str> {
+    let current_rank = state::status_rank(current).unwrap_or(0);
+    match status {
+        state::FAILED => (current != state::FAILED && current_rank < 2).then_some(state::FAILED),
+        _ if current == state::FAILED => None,
+        s => {
+            let rank = state::status_rank(s)?;
+            let next = match rank {
+                1 => state::SENT,
+                2 => state::DELIVERED,
+                3 => state::READ,
+                _ => state::PLAYED,
+            };
+            (rank > current_rank).then_some(next)
+        }
+    }
+}
+
+/// Applies statuses for one tenant inside `tx`. With `dedupe`, items already received are
+/// skipped. Returns the notifications to publish for upstream.
+pub async fn apply(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    items: Vec<StatusItem>,
+    dedupe: bool,
+) -> Result<Vec<StatusEvent>, sqlx::Error> {
+    let mut items = items;
+    if dedupe {
+        items = fresh_only(tx, tenant, items).await?;
+    }
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    items.sort_by_key(|i| (i.at, i.rank()));
+
+    let wamids: Vec<&str> = items.iter().map(|i| i.wamid.as_str()).collect();
+    let callbacks: Vec<uuid::Uuid> = items
+        .iter()
+        .filter_map(|i| i.callback.as_deref()?.parse().ok())
+        .collect();
+    let rows: Vec<Current> = sqlx::query_as(
+        "SELECT id, wamid, state, status_at, record_type, record_id FROM messages
+         WHERE tenant_id = $1 AND direction = 'out' AND (wamid = ANY($2) OR id = ANY($3))
+         FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(&wamids)
+    .bind(&callbacks)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut by_id: HashMap<MessageId, Current> = rows.into_iter().map(|r| (r.id, r)).collect();
+
+    let mut touched: HashSet<MessageId> = HashSet::new();
+    let mut pricing: HashMap<MessageId, Value> = HashMap::new();
+    let mut errors: HashMap<MessageId, Value> = HashMap::new();
+    let mut events = Vec::new();
+    let mut notes = Vec::new();
+    let mut parked = Vec::new();
+    for item in items {
+        let id = by_id
+            .values()
+            .find(|m| m.wamid.as_deref() == Some(&item.wamid))
+            .map(|m| m.id)
+            .or_else(|| {
+                let cb: MessageId = item.callback.as_deref()?.parse().ok()?;
+                by_id.contains_key(&cb).then_some(cb)
+            });
+        let Some(id) = id else {
+            parked.push(item);
+            continue;
+        };
+        let msg = by_id.get_mut(&id).expect("matched above");
+        if msg.wamid.is_none() {
+            msg.wamid = Some(item.wamid.clone());
+            touched.insert(id);
+        }
+        if let Some(p) = &item.pricing {
+            pricing.insert(id, p.clone());
+            touched.insert(id);
+        }
+        let moved = next_state(&msg.state, &item.status);
+        if let Some(new_state) = moved {
+            msg.state = new_state.to_owned();
+            msg.status_at = Some(item.at);
+            touched.insert(id);
+        } else if item.status == msg.state && msg.status_at.is_none_or(|t| t < item.at) {
+            msg.status_at = Some(item.at);
+            touched.insert(id);
+        }
+        if item.status == state::FAILED {
+            errors.insert(id, item.errors.clone().unwrap_or(Value::Null));
+            touched.insert(id);
+        }
+        if moved.is_some() || item.status == state::FAILED {
+            let code = first_error_code(&item.errors);
+            events.push((
+                id,
+                item.status.clone(),
+                code.map(|c| format!("meta_{c}")),
+                item.at,
+                item.raw.clone(),
+            ));
+            notes.push(StatusEvent {
+                tenant_id: tenant,
+                message_id: id,
+                wamid: Some(item.wamid.clone()),
+                status: item.status.clone(),
+                record: record_of(msg),
+                at: item.at,
+                error: item.errors.clone(),
+            });
+        }
+    }
+
+    let updates: Vec<&Current> = touched.iter().filter_map(|id| by_id.get(id)).collect();
+    if !updates.is_empty() {
+        let ids: Vec<uuid::Uuid> = updates.iter().map(|m| m.id.0).collect();
+        let states: Vec<&str> = updates.iter().map(|m| m.state.as_str()).collect();
+        let status_at: Vec<Option<DateTime<Utc>>> = updates.iter().map(|m| m.status_at).collect();
+        let wamids: Vec<Option<&str>> = updates.iter().map(|m| m.wamid.as_deref()).collect();
+        let prices: Vec<Option<Value>> = updates
+            .iter()
+            .map(|m| pricing.get(&m.id).cloned())
+            .collect();
+        let errs: Vec<Option<Value>> = updates.iter().map(|m| errors.get(&m.id).cloned()).collect();
+        let reasons: Vec<Option<String>> = updates
+            .iter()
+            .map(|m| {
+                (m.state == state::FAILED)
+                    .then(|| {
+                        errors
+                            .get(&m.id)
+                            .and_then(|e| first_error_code(&Some(e.clone())))
+                    })
+                    .flatten()
+                    .map(|c| format!("meta_{c}"))
+            })
+            .collect();
+        sqlx::query(
+            "UPDATE messages m SET state = u.state, status_at = u.status_at,
+                 wamid = COALESCE(m.wamid, u.wamid), pricing = COALESCE(u.pricing, m.pricing),
+                 error = COALESCE(u.error, m.error), reason = COALESCE(u.reason, m.reason),
+                 updated_at = now()
+             FROM unnest($2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::jsonb[], $7::jsonb[], $8::text[])
+                  AS u(id, state, status_at, wamid, pricing, error, reason)
+             WHERE m.tenant_id = $1 AND m.id = u.id",
+        )
+        .bind(tenant)
+        .bind(&ids)
+        .bind(&states)
+        .bind(&status_at)
+        .bind(&wamids)
+        .bind(&prices)
+        .bind(&errs)
+        .bind(&reasons)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !events.is_empty() {
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.0.0).collect();
+        let states: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+        let reasons: Vec<Option<&str>> = events.iter().map(|e| e.2.as_deref()).collect();
+        let ats: Vec<DateTime<Utc>> = events.iter().map(|e| e.3).collect();
+        let details: Vec<Value> = events.iter().map(|e| e.4.clone()).collect();
+        sqlx::query(
+            "INSERT INTO message_events (message_id, tenant_id, state, reason, at, detail)
+             SELECT id, $1, state, reason, at, detail
+             FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
+                  AS e(id, state, reason, at, detail)",
+        )
+        .bind(tenant)
+        .bind(&ids)
+        .bind(&states)
+        .bind(&reasons)
+        .bind(&ats)
+        .bind(&details)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !parked.is_empty() {
+        park(tx, tenant, &parked).await?;
+    }
+    metrics::counter!("wafleet_webhook_statuses_applied_total").increment(notes.len() as u64);
+    Ok(notes)
+}
+
+/// Records receipts and keeps only statuses not seen before (Meta retries; every subscribed
+/// app gets a copy).
+async fn fresh_only(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    items: Vec<StatusItem>,
+) -> Result<Vec<StatusItem>, sqlx::Error> {
+    let wamids: Vec<&str> = items.iter().map(|i| i.wamid.as_str()).collect();
+    let statuses: Vec<&str> = items.iter().map(|i| i.status.as_str()).collect();
+    let ats: Vec<DateTime<Utc>> = items.iter().map(|i| i.at).collect();
+    let fresh: Vec<(String, String)> = sqlx::query_as(
+        "INSERT INTO status_receipts (tenant_id, wamid, status, at)
+         SELECT $1, w, s, a FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS u(w, s, a)
+         ON CONFLICT DO NOTHING
+         RETURNING wamid, status",
+    )
+    .bind(tenant)
+    .bind(&wamids)
+    .bind(&statuses)
+    .bind(&ats)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut fresh: HashSet<(String, String)> = fresh.into_iter().collect();
+    let total = items.len();
+    let kept: Vec<StatusItem> = items
+        .into_iter()
+        .filter(|i| fresh.remove(&(i.wamid.clone(), i.status.clone())))
+        .collect();
+    metrics::counter!("wafleet_webhook_duplicates_total").increment((total - kept.len()) as u64);
+    Ok(kept)
+}
+
+async fn park(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    items: &[StatusItem],
+) -> Result<(), sqlx::Error> {
+    let wamids: Vec<&str> = items.iter().map(|i| i.wamid.as_str()).collect();
+    let statuses: Vec<&str> = items.iter().map(|i| i.status.as_str()).collect();
+    let payloads: Vec<Value> = items.iter().map(|i| i.raw.clone()).collect();
+    sqlx::query(
+        "INSERT INTO parked_statuses (tenant_id, wamid, status, payload)
+         SELECT $1, w, s, p FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS u(w, s, p)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(&wamids)
+    .bind(&statuses)
+    .bind(&payloads)
+    .execute(&mut *tx)
+    .await?;
+    metrics::counter!("wafleet_webhook_statuses_parked_total").increment(items.len() as u64);
+    Ok(())
+}
+
+/// Applies parked statuses whose message is now known; returns the notifications.
+pub async fn unpark(pool: &sqlx::PgPool) -> Result<Vec<StatusEvent>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<(TenantId, String, String, Value)> = sqlx::query_as(
+        "DELETE FROM parked_statuses p
+         WHERE (p.tenant_id, p.wamid, p.status) IN (
+             SELECT q.tenant_id, q.wamid, q.status FROM parked_statuses q
+             WHERE EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = q.tenant_id AND m.wamid = q.wamid)
+             LIMIT 500 FOR UPDATE SKIP LOCKED)
+         RETURNING p.tenant_id, p.wamid, p.status, p.payload",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut by_tenant: HashMap<TenantId, Vec<StatusItem>> = HashMap::new();
+    for (tenant, _, _, payload) in rows {
+        if let Some(item) = StatusItem::parse(&payload) {
+            by_tenant.entry(tenant).or_default().push(item);
+        }
+    }
+    let mut notes = Vec::new();
+    for (tenant, items) in by_tenant {
+        notes.extend(apply(&mut tx, tenant, items, false).await?);
+    }
+    tx.commit().await?;
+    Ok(notes)
+}
+
+fn first_error_code(errors: &Option<Value>) -> Option<i64> {
+    errors.as_ref()?.as_array()?.first()?.get("code")?.as_i64()
+}
+
+fn record_of(m: &Current) -> Option<RecordRef> {
+    Some(RecordRef {
+        kind: RecordType::parse(m.record_type.as_deref()?)?,
+        id: m.record_id.clone()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_state;
+
+    #[test]
+    fn statuses_only_move_forward() {
+        assert_eq!(next_state("dispatching", "sent"), Some("sent"));
+        assert_eq!(next_state("sent", "read"), Some("read"));
+        assert_eq!(next_state("read", "sent"), None);
+        assert_eq!(next_state("delivered", "delivered"), None);
+        assert_eq!(next_state("read", "played"), Some("played"));
+    }
+
+    #[test]
+    fn a_failure_after_sent_is_recorded_but_never_undoes_delivery() {
+        assert_eq!(next_state("sent", "failed"), Some("failed"));
+        assert_eq!(next_state("dispatching", "failed"), Some("failed"));
+        assert_eq!(next_state("delivered", "failed"), None);
+        assert_eq!(next_state("failed", "sent"), None);
+    }
+}

@@ -1,0 +1,37 @@
+# wafleet tasks. A new user needs two: `just demo` and `just test`.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+default:
+    @just --list
+
+# Make sure RabbitMQ and PostgreSQL are up (local ones, else Docker compose, else say what is missing)
+services:
+    scripts/services.sh
+
+# The whole fleet against the Meta simulator: three candidates messaged, statuses and a reply back
+demo: services
+    cargo run --quiet --package wafleet-wafleet -- demo
+
+# Every test (unit and end-to-end, against the real broker and database)
+test: services
+    if cargo nextest --version >/dev/null 2>&1; then \
+        cargo nextest run --workspace --no-fail-fast; \
+    else \
+        cargo test --workspace --no-fail-fast; \
+    fi
+
+# Formatting and lints, as CI checks them
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Validate the deploy files offline
+deploy-check:
+    docker-compose -f deploy/compose.yaml config > /dev/null
+    yamllint -d relaxed deploy/
+
+# Run one service locally (ingest, dispatcher, webhooks, all, meta-sim)
+run service: services
+    cargo run --quiet --package wafleet-wafleet -- migrate
+    cargo run --quiet --package wafleet-wafleet -- {{service}}
