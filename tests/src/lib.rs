@@ -1,1 +1,355 @@
+//! The end-to-end test harness: a whole fleet (ingest, dispatcher, webhooks and the Meta
+//! simulator) in-process, on a fresh PostgreSQL database and a random RabbitMQ prefix per test,
+//! with a connected tenant, a registered sender and synced templates.
 
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use wafleet::fleet::Fleet;
+use wafleet_core::{
+    Settings,
+    amqp::{self, Topology},
+    config::Secret,
+    domain::PhoneNumber,
+    secrets::SecretBox,
+    tenant::{NewSender, NewTenant, create_tenant},
+};
+use wafleet_meta_sim::{RecordedSend, SimSettings};
+
+pub const SENDER_PHONE: &str = "+442071838750";
+pub const CANDIDATE: &str = "+447400123456";
+
+/// Where the tests find PostgreSQL and RabbitMQ.
+fn admin_database_url() -> String {
+    std::env::var("WAFLEET_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// One isolated fleet with one tenant.
+pub struct TestFleet {
+    pub fleet: Fleet,
+    pub sim: String,
+    pub pool: sqlx::PgPool,
+    pub settings: Settings,
+    pub tenant_id: wafleet_core::domain::TenantId,
+    pub api_key: String,
+    pub waba_id: String,
+    pub phone_number_id: String,
+    pub app_secret: String,
+    pub http: reqwest::Client,
+    db_name: String,
+}
+
+impl TestFleet {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with settings adjusted by `tweak` (after the test defaults).
+    pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let db_name = format!("wafleet_test_{id}");
+        let admin = sqlx::PgPool::connect(&admin_database_url())
+            .await
+            .expect("PostgreSQL is up (just services)");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{db_name}\""
+        )))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+        admin.close().await;
+        let base = admin_database_url();
+        let database_url = format!(
+            "{}/{db_name}",
+            base.rsplit_once('/').expect("url has a path").0
+        );
+
+        let app_secret = format!("test-app-secret-{id}");
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut settings = Settings {
+            database_url: database_url.clone(),
+            amqp_prefix: format!("wt-{}", &id[..12]),
+            ingest_addr: any,
+            webhooks_addr: any,
+            dispatcher_addr: any,
+            secret_key: Some(Secret::new(SecretBox::generate_key_hex().expect("random"))),
+            meta_app_secret: Some(Secret::new(app_secret.clone())),
+            meta_verify_token: Some(Secret::new(format!("verify-{id}"))),
+            database_max_connections: 4,
+            ..Settings::default()
+        };
+        if let Ok(url) = std::env::var("WAFLEET_TEST_AMQP_URL") {
+            settings.amqp_url = url;
+        }
+        settings.dispatch.shards = 2;
+        settings.dispatch.retry_tiers = vec![Duration::from_millis(300), Duration::from_secs(1)];
+        settings.ingest.outbox_after = Duration::from_secs(1);
+        settings.ingest.outbox_interval = Duration::from_millis(300);
+        tweak(&mut settings);
+
+        let pool = wafleet_core::db::connect(&database_url, 4, "wafleet-test")
+            .await
+            .expect("test database");
+        wafleet_core::db::migrate(&pool).await.expect("migrations");
+        let sim_settings = SimSettings {
+            addr: any,
+            app_secret: app_secret.clone(),
+            status_delay: Duration::from_millis(30),
+            batch_window: Duration::from_millis(20),
+            ..Default::default()
+        };
+        let fleet = Fleet::start(
+            settings.clone(),
+            Some(sim_settings),
+            wafleet::fleet::system_clock(),
+        )
+        .await
+        .expect("fleet starts (RabbitMQ up?)");
+        let sim = fleet.sim_url.clone().expect("sim started");
+        let http = reqwest::Client::new();
+
+        let digits = u64::from_str_radix(&id[..12], 16).expect("hex") % 1_000_000_000_000;
+        let waba_id = format!("19{digits:012}");
+        let phone_number_id = format!("16{digits:012}");
+        sim_post(
+            &http,
+            &sim,
+            "/_sim/numbers",
+            json!({
+                "phone_number_id": phone_number_id, "waba_id": waba_id,
+                "display_phone_number": SENDER_PHONE, "verified_name": "Acme Test",
+            }),
+        )
+        .await;
+        for (name, body) in [
+            (
+                "job_opportunity",
+                "Hi {{1}}, {{2}} here about a role. Reply STOP to unsubscribe.",
+            ),
+            (
+                "gdpr_consent_request",
+                "Hi {{1}}, may we keep your details? Reply YES.",
+            ),
+        ] {
+            sim_post(&http, &sim, "/_sim/templates", json!({
+                "waba_id": waba_id, "name": name, "language": "en_GB", "category": "UTILITY", "body_text": body,
+            }))
+            .await;
+        }
+        let secrets = settings.secret_box().expect("key");
+        let created = create_tenant(
+            &pool,
+            &secrets,
+            &NewTenant {
+                name: "Acme Test".into(),
+                waba_id: waba_id.clone(),
+                access_token: Secret::new("test-token"),
+                app_secret: Secret::new(app_secret.clone()),
+                verify_token: Secret::new(format!("tenant-verify-{id}")),
+                senders: vec![NewSender {
+                    phone_number_id: phone_number_id.clone(),
+                    phone: PhoneNumber::parse(SENDER_PHONE).expect("valid"),
+                    display_name: "Acme Test".into(),
+                }],
+            },
+        )
+        .await
+        .expect("tenant");
+        wafleet_ingest_sync(&pool, &secrets, &http, &fleet.settings, created.tenant_id).await;
+        Self {
+            fleet,
+            sim,
+            pool,
+            settings,
+            tenant_id: created.tenant_id,
+            api_key: created.api_key,
+            waba_id,
+            phone_number_id,
+            app_secret,
+            http,
+            db_name,
+        }
+    }
+
+    /// `POST /v1/messages` with an optional idempotency key.
+    pub async fn send(&self, body: Value, idempotency_key: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/messages", self.fleet.ingest_url))
+            .bearer_auth(&self.api_key);
+        if let Some(k) = idempotency_key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let res = req.json(&body).send().await.expect("ingest answers");
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A template to the test candidate, with merge fields.
+    pub fn template_request(record_id: &str) -> Value {
+        json!({
+            "to": CANDIDATE,
+            "record": {"type": "candidate", "id": record_id},
+            "template": {"name": "job_opportunity", "language": "en_GB"},
+            "merge_fields": {"KNOWNAS": "Anna", "CONSULTANTUSERNAME": "Sam"},
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.fleet.ingest_url))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .expect("ingest answers");
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls `GET /v1/messages/{id}` until `done` holds (10 s at most).
+    pub async fn wait_for_message(
+        &self,
+        id: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, m) = self.get(&format!("/v1/messages/{id}")).await;
+            if done(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; message is {m:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_for_state(&self, id: &str, state: &str) -> Value {
+        self.wait_for_message(id, state, |m| m["state"] == state)
+            .await
+    }
+
+    /// What the simulator received carrying our message id.
+    pub async fn sends_for(&self, message_id: &str) -> Vec<RecordedSend> {
+        self.http
+            .get(format!("{}/_sim/sends?callback={message_id}", self.sim))
+            .send()
+            .await
+            .expect("sim answers")
+            .json()
+            .await
+            .expect("sends json")
+    }
+
+    pub async fn sim(&self, method: reqwest::Method, path: &str, body: Value) {
+        let res = self
+            .http
+            .request(method, format!("{}{path}", self.sim))
+            .json(&body)
+            .send()
+            .await
+            .expect("sim answers");
+        assert!(res.status().is_success(), "sim {path}: {}", res.status());
+    }
+
+    /// Posts a webhook body to our receiver, signed with `secret`.
+    pub async fn post_webhook(&self, body: &[u8], secret: Option<&str>) -> StatusCode {
+        let mut req = self
+            .http
+            .post(format!("{}/webhooks/meta", self.fleet.webhooks_url))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(secret) = secret {
+            req = req.header(
+                "x-hub-signature-256",
+                wafleet_webhooks::signature::sign(secret, body),
+            );
+        }
+        req.send().await.expect("webhooks answers").status()
+    }
+
+    /// A `messages` webhook payload carrying `statuses` for this tenant's sender.
+    pub fn status_payload(&self, statuses: Vec<Value>) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": self.waba_id, "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": SENDER_PHONE.trim_start_matches('+'), "phone_number_id": self.phone_number_id},
+                "statuses": statuses,
+            }}]}],
+        }))
+        .expect("json")
+    }
+
+    /// Opens an AMQP channel on the test's broker.
+    pub async fn amqp_channel(&self) -> (lapin::Connection, lapin::Channel) {
+        let conn = amqp::connect(&self.settings.amqp_url, "wafleet-test")
+            .await
+            .expect("broker");
+        let channel = conn.create_channel().await.expect("channel");
+        (conn, channel)
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::from_settings(&self.settings)
+    }
+
+    /// Stops the fleet and removes the test's queues and database.
+    pub async fn stop(self) {
+        self.fleet.stop().await.expect("fleet stops cleanly");
+        if let Ok(conn) = amqp::connect(&self.settings.amqp_url, "wafleet-test/cleanup").await {
+            if let Ok(channel) = conn.create_channel().await {
+                let _ = Topology::from_settings(&self.settings)
+                    .delete(&channel)
+                    .await;
+            }
+            let _ = conn.close(200, "done".into()).await;
+        }
+        self.pool.close().await;
+        if let Ok(admin) = sqlx::PgPool::connect(&admin_database_url()).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.db_name
+            )))
+            .execute(&admin)
+            .await;
+        }
+    }
+}
+
+async fn sim_post(http: &reqwest::Client, sim: &str, path: &str, body: Value) {
+    let res = http
+        .post(format!("{sim}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("sim answers");
+    assert!(res.status().is_success(), "sim {path}: {}", res.status());
+}
+
+async fn wafleet_ingest_sync(
+    pool: &sqlx::PgPool,
+    secrets: &SecretBox,
+    http: &reqwest::Client,
+    settings: &Settings,
+    tenant: wafleet_core::domain::TenantId,
+) {
+    wafleet::admin::template_sync_with(pool, secrets, http, settings, tenant)
+        .await
+        .expect("template sync");
+    for name in ["job_opportunity", "gdpr_consent_request"] {
+        let pairs = [
+            ("1".to_owned(), "KNOWNAS".to_owned()),
+            ("2".to_owned(), "CONSULTANTUSERNAME".to_owned()),
+        ];
+        let n = if name == "job_opportunity" { 2 } else { 1 };
+        wafleet::admin::template_bind_with(pool, tenant, name, "en_GB", &pairs[..n])
+            .await
+            .expect("bind");
+    }
+}

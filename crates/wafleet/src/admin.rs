@@ -42,16 +42,7 @@ pub async fn tenant_list(
 pub async fn template_sync(settings: &Settings, tenant: TenantId) -> anyhow::Result<usize> {
     let pool = db::connect(&settings.database_url, 2, "wafleet-admin").await?;
     let secrets = settings.secret_box()?;
-    let http = reqwest::Client::new();
-    Ok(wafleet_ingest::templates::sync(
-        &pool,
-        &secrets,
-        &http,
-        &settings.meta_base_url,
-        &settings.meta_api_version,
-        tenant,
-    )
-    .await?)
+    template_sync_with(&pool, &secrets, &reqwest::Client::new(), settings, tenant).await
 }
 
 /// Parses `PARAM=MERGE_CODE` pairs (`1=KNOWNAS`, `first_name=KNOWNAS`).
@@ -66,4 +57,39 @@ pub fn parse_bindings(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>>
             Ok((param.to_owned(), code.to_owned()))
         })
         .collect()
+}
+
+/// Syncs templates with an open pool (the demo and the tests).
+pub async fn template_sync_with(
+    pool: &PgPool,
+    secrets: &wafleet_core::secrets::SecretBox,
+    http: &reqwest::Client,
+    settings: &Settings,
+    tenant: TenantId,
+) -> anyhow::Result<usize> {
+    Ok(wafleet_ingest::templates::sync(
+        pool,
+        secrets,
+        http,
+        &settings.meta_base_url,
+        &settings.meta_api_version,
+        tenant,
+    )
+    .await?)
+}
+
+/// Binds merge codes with an open pool; fails if the template is unknown.
+pub async fn template_bind_with(
+    pool: &PgPool,
+    tenant: TenantId,
+    name: &str,
+    language: &str,
+    pairs: &[(String, String)],
+) -> anyhow::Result<()> {
+    let found = wafleet_ingest::templates::bind(pool, tenant, name, language, pairs).await?;
+    anyhow::ensure!(
+        found,
+        "no template {name} ({language}) for that tenant: run `wafleet template sync` first"
+    );
+    Ok(())
 }

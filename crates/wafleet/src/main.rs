@@ -219,8 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } => {
                 let pairs = admin::parse_bindings(&bindings)?;
                 let pool = wafleet_core::db::connect(&settings.database_url, 2, "wafleet-admin").await?;
-                let found = wafleet_ingest::templates::bind(&pool, tenant, &name, &language, &pairs).await?;
-                anyhow::ensure!(found, "no template {name} ({language}) for that tenant: run `wafleet template sync` first");
+                admin::template_bind_with(&pool, tenant, &name, &language, &pairs).await?;
                 println!("bound {} parameters of {name} ({language})", pairs.len());
                 Ok(())
             }

@@ -73,6 +73,8 @@ impl InboundItem {
 }
 
 /// Stores inbound messages for one tenant; returns notifications for the new ones only.
+/// `created_at` is when we recorded the message (history order); Meta's own timestamp, which
+/// has only second resolution, is kept as `status_at`.
 pub async fn apply(
     tx: &mut sqlx::PgConnection,
     tenant: TenantId,
@@ -83,9 +85,8 @@ pub async fn apply(
         let id = MessageId::new();
         let inserted: Option<(Option<String>, Option<String>)> = sqlx::query_as(
             "INSERT INTO messages (id, tenant_id, direction, sender_id, phone_number_id, recipient,
-                 recipient_user_id, record_type, record_id, content_type, content, state, wamid,
-                 status_at, created_at)
-             SELECT $1, $2, 'in', s.id, $3, $4, $5, r.record_type, r.record_id, $6, $7, 'received', $8, $9, $9
+                 recipient_user_id, record_type, record_id, content_type, content, state, wamid, status_at)
+             SELECT $1, $2, 'in', s.id, $3, $4, $5, r.record_type, r.record_id, $6, $7, 'received', $8, $9
              FROM (SELECT 1) AS one
              LEFT JOIN senders s ON s.tenant_id = $2 AND s.phone_number_id = $3
              LEFT JOIN LATERAL (

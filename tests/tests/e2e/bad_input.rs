@@ -1,0 +1,166 @@
+//! What bad input gets: the documented error, a rejection on record where a record was named,
+//! and nothing sent.
+
+use lapin::{
+    BasicProperties,
+    options::{BasicGetOptions, BasicPublishOptions},
+    types::FieldTable,
+};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use wafleet_core::amqp;
+use wafleet_tests::TestFleet;
+
+async fn count(t: &TestFleet, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&t.pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_bad_number_is_refused_naming_the_field_and_only_the_rejection_is_recorded() {
+    let t = TestFleet::start().await;
+    let mut request = TestFleet::template_request("C-1");
+    request["to"] = json!("07400 123456");
+
+    let (status, body) = t.send(request, None).await;
+
+    assert_eq!(status, 422);
+    assert_eq!(body["code"], "invalid_recipient");
+    assert_eq!(body["field"], "to");
+    let (_, history) = t.get("/v1/records/candidate/C-1/messages").await;
+    assert_eq!(history["messages"][0]["state"], "rejected");
+    assert_eq!(history["messages"][0]["reason"], "invalid_recipient");
+    assert_eq!(
+        count(
+            &t,
+            "SELECT count(*) FROM messages WHERE state <> 'rejected'"
+        )
+        .await,
+        0
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_template_without_a_name_is_refused() {
+    let t = TestFleet::start().await;
+    let (status, body) = t
+        .send(json!({"to": "+447400123456", "record": {"type": "candidate", "id": "C-2"}, "template": {"language": "en_GB"}}), None)
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["code"], "missing_field");
+    assert_eq!(body["field"], "template.name");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_and_writes_nothing() {
+    let t = TestFleet::start().await;
+    let res = t
+        .http
+        .post(format!("{}/v1/messages", t.fleet.ingest_url))
+        .bearer_auth(&t.api_key)
+        .header("content-type", "application/json")
+        .body("{\"to\": \"+4474")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_json");
+    assert_eq!(count(&t, "SELECT count(*) FROM messages").await, 0);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_without_a_valid_api_key_is_unauthorized() {
+    let t = TestFleet::start().await;
+    let res = t
+        .http
+        .post(format!("{}/v1/messages", t.fleet.ingest_url))
+        .bearer_auth("wf_nope_nope")
+        .json(&TestFleet::template_request("C-3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(count(&t, "SELECT count(*) FROM messages").await, 0);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_amqp_body_goes_to_the_rejected_queue_with_its_reason() {
+    let t = TestFleet::start().await;
+    let (conn, channel) = t.amqp_channel().await;
+    let mut headers = FieldTable::default();
+    amqp::set_header(&mut headers, "tenant", &t.tenant_id.to_string());
+
+    channel
+        .basic_publish(
+            t.topology().intake_exchange().into(),
+            "send".into(),
+            BasicPublishOptions::default(),
+            b"{not json",
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_headers(headers),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let queue = t.topology().intake_rejected_queue();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rejected = loop {
+        if let Some(m) = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "nothing reached {queue}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        amqp::header_str(&rejected.delivery.properties, "x-wafleet-reason"),
+        Some("invalid_json")
+    );
+    assert_eq!(rejected.delivery.data, b"{not json");
+    assert_eq!(count(&t, "SELECT count(*) FROM messages").await, 0);
+    let _ = conn.close(200, "done".into()).await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_amqp_message_naming_a_record_files_its_rejection_in_that_history() {
+    let t = TestFleet::start().await;
+    let (conn, channel) = t.amqp_channel().await;
+    let mut headers = FieldTable::default();
+    amqp::set_header(&mut headers, "tenant", &t.tenant_id.to_string());
+    let mut body = TestFleet::template_request("C-4");
+    body["to"] = json!("+1");
+
+    channel
+        .basic_publish(
+            t.topology().intake_exchange().into(),
+            "send".into(),
+            BasicPublishOptions::default(),
+            &serde_json::to_vec(&body).unwrap(),
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_headers(headers),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let history =
+        crate::round_trip::wait_for_history(&t, "C-4", |h| h["messages"][0]["state"] == "rejected")
+            .await;
+    assert_eq!(history["messages"][0]["reason"], "invalid_recipient");
+    let _ = conn.close(200, "done".into()).await;
+    t.stop().await;
+}
