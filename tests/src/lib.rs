@@ -25,10 +25,12 @@ fn admin_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// One isolated fleet with one tenant.
+/// One isolated fleet with one tenant. The simulator runs beside the fleet (not inside it), so a
+/// test can stop and restart the fleet while the simulator keeps counting what Meta received.
 pub struct TestFleet {
     pub fleet: Fleet,
     pub sim: String,
+    sim_cancel: tokio_util::sync::CancellationToken,
     pub pool: sqlx::PgPool,
     pub settings: Settings,
     pub tenant_id: wafleet_core::domain::TenantId,
@@ -99,15 +101,15 @@ impl TestFleet {
             batch_window: Duration::from_millis(20),
             ..Default::default()
         };
-        let fleet = Fleet::start(
-            settings.clone(),
-            Some(sim_settings),
-            wafleet::fleet::system_clock(),
-        )
-        .await
-        .expect("fleet starts (RabbitMQ up?)");
-        let sim = fleet.sim_url.clone().expect("sim started");
+        let sim_server = wafleet_meta_sim::MetaSim::build(sim_settings)
+            .await
+            .expect("simulator starts");
+        let sim = sim_server.base_url();
+        let sim_cancel = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(sim_server.run_until_stopped(sim_cancel.clone()));
+        settings.meta_base_url = sim.clone();
         let http = reqwest::Client::new();
+        let fleet = start_fleet(&settings, &http, &sim).await;
 
         let digits = u64::from_str_radix(&id[..12], 16).expect("hex") % 1_000_000_000_000;
         let waba_id = format!("19{digits:012}");
@@ -160,6 +162,7 @@ impl TestFleet {
         Self {
             fleet,
             sim,
+            sim_cancel,
             pool,
             settings,
             tenant_id: created.tenant_id,
@@ -170,6 +173,14 @@ impl TestFleet {
             http,
             db_name,
         }
+    }
+
+    /// A rolling restart: a second fleet starts on the same database and queues, then the first
+    /// stops (finishing its in-flight work); single active consumers hand the shards over.
+    pub async fn restart(&mut self) {
+        let fleet = start_fleet(&self.settings, &self.http, &self.sim).await;
+        let old = std::mem::replace(&mut self.fleet, fleet);
+        old.stop().await.expect("fleet stops cleanly");
     }
 
     /// `POST /v1/messages` with an optional idempotency key.
@@ -302,6 +313,7 @@ impl TestFleet {
     /// Stops the fleet and removes the test's queues and database.
     pub async fn stop(self) {
         self.fleet.stop().await.expect("fleet stops cleanly");
+        self.sim_cancel.cancel();
         if let Ok(conn) = amqp::connect(&self.settings.amqp_url, "wafleet-test/cleanup").await {
             if let Ok(channel) = conn.create_channel().await {
                 let _ = Topology::from_settings(&self.settings)
@@ -320,6 +332,21 @@ impl TestFleet {
             .await;
         }
     }
+}
+
+/// Starts the services with `settings` and points the simulator's webhooks at them.
+async fn start_fleet(settings: &Settings, http: &reqwest::Client, sim: &str) -> Fleet {
+    let fleet = Fleet::start(settings.clone(), None, wafleet::fleet::system_clock())
+        .await
+        .expect("fleet starts (RabbitMQ up?)");
+    let res = http
+        .put(format!("{sim}/_sim/config"))
+        .json(&json!({"webhook_url": format!("{}/webhooks/meta", fleet.webhooks_url)}))
+        .send()
+        .await
+        .expect("sim answers");
+    assert!(res.status().is_success());
+    fleet
 }
 
 async fn sim_post(http: &reqwest::Client, sim: &str, path: &str, body: Value) {

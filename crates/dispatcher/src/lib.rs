@@ -52,14 +52,20 @@ impl Application {
             settings.dispatch.graph_timeout,
         )?;
         let topology = Arc::new(Topology::from_settings(&settings));
-        let publish_conn =
-            amqp::connect_with_retry(&settings.amqp_url, "wafleet-dispatcher/publish", cancel)
-                .await
-                .context("cancelled while connecting to the broker")?;
-        let consume_conn =
-            amqp::connect_with_retry(&settings.amqp_url, "wafleet-dispatcher/consume", cancel)
-                .await
-                .context("cancelled while connecting to the broker")?;
+        let publish_conn = amqp::connect_with_retry(
+            &settings.amqp_url,
+            &format!("{}/dispatcher/publish", settings.amqp_prefix),
+            cancel,
+        )
+        .await
+        .context("cancelled while connecting to the broker")?;
+        let consume_conn = amqp::connect_with_retry(
+            &settings.amqp_url,
+            &format!("{}/dispatcher/consume", settings.amqp_prefix),
+            cancel,
+        )
+        .await
+        .context("cancelled while connecting to the broker")?;
         let setup = publish_conn.create_channel().await?;
         topology
             .declare(&setup)

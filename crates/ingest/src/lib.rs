@@ -54,14 +54,20 @@ impl Application {
             "wafleet-ingest",
         )?;
         let topology = Arc::new(Topology::from_settings(&settings));
-        let pub_conn =
-            amqp::connect_with_retry(&settings.amqp_url, "wafleet-ingest/publish", cancel)
-                .await
-                .context("cancelled while connecting to the broker")?;
-        let sub_conn =
-            amqp::connect_with_retry(&settings.amqp_url, "wafleet-ingest/consume", cancel)
-                .await
-                .context("cancelled while connecting to the broker")?;
+        let pub_conn = amqp::connect_with_retry(
+            &settings.amqp_url,
+            &format!("{}/ingest/publish", settings.amqp_prefix),
+            cancel,
+        )
+        .await
+        .context("cancelled while connecting to the broker")?;
+        let sub_conn = amqp::connect_with_retry(
+            &settings.amqp_url,
+            &format!("{}/ingest/consume", settings.amqp_prefix),
+            cancel,
+        )
+        .await
+        .context("cancelled while connecting to the broker")?;
         let setup = pub_conn.create_channel().await?;
         topology
             .declare(&setup)

@@ -41,14 +41,20 @@ impl Application {
             "wafleet-webhooks",
         )?;
         let topology = Arc::new(Topology::from_settings(&settings));
-        let pub_conn =
-            amqp::connect_with_retry(&settings.amqp_url, "wafleet-webhooks/publish", cancel)
-                .await
-                .context("cancelled while connecting to the broker")?;
-        let sub_conn =
-            amqp::connect_with_retry(&settings.amqp_url, "wafleet-webhooks/consume", cancel)
-                .await
-                .context("cancelled while connecting to the broker")?;
+        let pub_conn = amqp::connect_with_retry(
+            &settings.amqp_url,
+            &format!("{}/webhooks/publish", settings.amqp_prefix),
+            cancel,
+        )
+        .await
+        .context("cancelled while connecting to the broker")?;
+        let sub_conn = amqp::connect_with_retry(
+            &settings.amqp_url,
+            &format!("{}/webhooks/consume", settings.amqp_prefix),
+            cancel,
+        )
+        .await
+        .context("cancelled while connecting to the broker")?;
         let setup = pub_conn.create_channel().await?;
         topology
             .declare(&setup)

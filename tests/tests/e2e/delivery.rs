@@ -161,3 +161,28 @@ async fn a_send_that_keeps_failing_transiently_ends_failed_and_dead_lettered() {
     let _ = conn.close(200, "done".into()).await;
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_rolling_restart_mid_stream_loses_nothing_and_sends_nothing_twice() {
+    let mut t = TestFleet::start().await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let (status, b) = t
+            .send(TestFleet::template_request(&format!("R-{i}")), None)
+            .await;
+        assert_eq!(status, 202);
+        ids.push(b["id"].as_str().unwrap().to_owned());
+    }
+
+    t.restart().await;
+
+    for id in &ids {
+        t.wait_for_state(id, "read").await;
+        assert_eq!(
+            t.sends_for(id).await.len(),
+            1,
+            "message {id} reached Meta exactly once"
+        );
+    }
+    t.stop().await;
+}
