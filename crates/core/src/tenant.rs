@@ -113,6 +113,13 @@ pub async fn create_tenant(
         .execute(&mut *tx)
         .await?;
     }
+    sqlx::query(
+        "INSERT INTO tenant_settings (tenant_id, default_sender_id)
+         SELECT $1, id FROM senders WHERE tenant_id = $1 AND is_company_default",
+    )
+    .bind(tenant_id)
+    .execute(&mut *tx)
+    .await?;
     let api_key = insert_api_key(&mut tx, tenant_id, Role::Admin).await?;
     tx.commit().await?;
     Ok(CreatedTenant { tenant_id, api_key })
