@@ -15,6 +15,7 @@ demo: services
 
 # Every test (unit and end-to-end, against the real broker and database)
 test: services
+    scripts/clean-test-leftovers.sh
     if cargo nextest --version >/dev/null 2>&1; then \
         cargo nextest run --workspace --no-fail-fast; \
     else \

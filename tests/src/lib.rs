@@ -40,6 +40,8 @@ pub struct TestFleet {
     pub app_secret: String,
     pub http: reqwest::Client,
     db_name: String,
+    /// Set once `stop` cleaned up; otherwise `Drop` does it (a test that panicked).
+    cleaned: bool,
 }
 
 impl TestFleet {
@@ -49,6 +51,7 @@ impl TestFleet {
 
     /// Starts with settings adjusted by `tweak` (after the test defaults).
     pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        init_test_log();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let db_name = format!("wafleet_test_{id}");
         let admin = sqlx::PgPool::connect(&admin_database_url())
@@ -172,6 +175,7 @@ impl TestFleet {
             app_secret,
             http,
             db_name,
+            cleaned: false,
         }
     }
 
@@ -311,26 +315,54 @@ impl TestFleet {
     }
 
     /// Stops the fleet and removes the test's queues and database.
-    pub async fn stop(self) {
-        self.fleet.stop().await.expect("fleet stops cleanly");
+    pub async fn stop(mut self) {
+        self.cleaned = true;
+        let fleet = std::mem::replace(&mut self.fleet, Fleet::stopped());
+        fleet.stop().await.expect("fleet stops cleanly");
         self.sim_cancel.cancel();
-        if let Ok(conn) = amqp::connect(&self.settings.amqp_url, "wafleet-test/cleanup").await {
-            if let Ok(channel) = conn.create_channel().await {
-                let _ = Topology::from_settings(&self.settings)
-                    .delete(&channel)
-                    .await;
-            }
-            let _ = conn.close(200, "done".into()).await;
-        }
         self.pool.close().await;
-        if let Ok(admin) = sqlx::PgPool::connect(&admin_database_url()).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.db_name
-            )))
-            .execute(&admin)
-            .await;
+        remove_test_resources(&self.settings, &self.db_name).await;
+    }
+}
+
+impl Drop for TestFleet {
+    /// A test that panicked never reached `stop`: remove its queues and database anyway, or they
+    /// pile up and eventually exhaust the broker's file handles (RabbitMQ then stops accepting
+    /// connections).
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
         }
+        self.sim_cancel.cancel();
+        let settings = self.settings.clone();
+        let db_name = self.db_name.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(remove_test_resources(&settings, &db_name));
+            }
+        })
+        .join();
+    }
+}
+
+/// Deletes a test's queues and exchanges and drops its database.
+async fn remove_test_resources(settings: &Settings, db_name: &str) {
+    if let Ok(conn) = amqp::connect(&settings.amqp_url, "wafleet-test/cleanup").await {
+        if let Ok(channel) = conn.create_channel().await {
+            let _ = Topology::from_settings(settings).delete(&channel).await;
+        }
+        amqp::close(&conn).await;
+    }
+    if let Ok(admin) = sqlx::PgPool::connect(&admin_database_url()).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await;
+        admin.close().await;
     }
 }
 
@@ -379,4 +411,23 @@ async fn wafleet_ingest_sync(
             .await
             .expect("bind");
     }
+}
+
+/// With `WAFLEET_TEST_LOG=<dir>`, each test process (nextest runs one test per process) writes
+/// its services' logs to `<dir>/<pid>.log` — for diagnosing a test that fails only under load.
+fn init_test_log() {
+    let Ok(dir) = std::env::var("WAFLEET_TEST_LOG") else {
+        return;
+    };
+    let path = std::path::Path::new(&dir).join(format!("{}.log", std::process::id()));
+    let Ok(file) = std::fs::File::create(path) else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .try_init();
 }

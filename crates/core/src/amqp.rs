@@ -97,8 +97,15 @@ impl Topology {
     }
 
     /// Declares everything, idempotently (same arguments every time, or the broker closes the
-    /// channel with PRECONDITION_FAILED).
-    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+    /// channel with PRECONDITION_FAILED), within `SETUP_TIMEOUT`.
+    pub async fn declare(&self, channel: &Channel) -> Result<(), ConnectError> {
+        tokio::time::timeout(SETUP_TIMEOUT, self.declare_all(channel))
+            .await
+            .map_err(|_| ConnectError::Timeout(SETUP_TIMEOUT))?
+            .map_err(ConnectError::Broker)
+    }
+
+    async fn declare_all(&self, channel: &Channel) -> Result<(), lapin::Error> {
         let durable = ExchangeDeclareOptions {
             durable: true,
             ..Default::default()
@@ -267,12 +274,34 @@ fn quorum(dead_letter_exchange: Option<&str>) -> FieldTable {
     args
 }
 
+/// How long a connection handshake or a topology declaration may take. A broker that accepts
+/// TCP but never answers (seen when RabbitMQ ran out of file handles) must not hang a service's
+/// start-up forever.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Connects with automatic recovery (lapin replays topology and consumers after a reconnect).
-pub async fn connect(url: &str, name: &str) -> Result<Connection, lapin::Error> {
+pub async fn connect(url: &str, name: &str) -> Result<Connection, ConnectError> {
     let props = ConnectionProperties::default()
         .with_connection_name(name.into())
         .enable_auto_recover();
-    Connection::connect(url, props).await
+    tokio::time::timeout(SETUP_TIMEOUT, Connection::connect(url, props))
+        .await
+        .map_err(|_| ConnectError::Timeout(SETUP_TIMEOUT))?
+        .map_err(ConnectError::Broker)
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("the broker did not complete the handshake within {0:?}")]
+    Timeout(Duration),
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+}
+
+/// Closes a connection, giving up after a few seconds (shutdown must not hang on a dead peer).
+pub async fn close(conn: &Connection) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "shutdown".into())).await;
 }
 
 /// Connects, retrying with backoff until it works or `deadline` passes; services start before

@@ -139,8 +139,8 @@ impl Application {
         }
         tasks.wait().await;
         http.await??;
-        let _ = self.consume_conn.close(200, "shutdown".into()).await;
-        let _ = self.publish_conn.close(200, "shutdown".into()).await;
+        amqp::close(&self.consume_conn).await;
+        amqp::close(&self.publish_conn).await;
         match first_error {
             Some(err) => Err(err).context("dispatch shard consumer"),
             None => Ok(()),

@@ -150,7 +150,7 @@ impl Application {
         marker_cancel.cancel();
         let _ = marker.await;
         for conn in connections {
-            let _ = conn.close(200, "shutdown".into()).await;
+            amqp::close(&conn).await;
         }
         http_result.context("HTTP server")?;
         intake_result.context("AMQP intake")?;

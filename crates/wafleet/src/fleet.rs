@@ -80,6 +80,19 @@ impl Fleet {
         })
     }
 
+    /// A fleet with nothing running (a placeholder after the real one was taken to stop it).
+    pub fn stopped() -> Self {
+        Self {
+            ingest_url: String::new(),
+            webhooks_url: String::new(),
+            dispatcher_url: String::new(),
+            sim_url: None,
+            settings: Settings::default(),
+            cancel: CancellationToken::new(),
+            tasks: Vec::new(),
+        }
+    }
+
     /// The token that stops every service.
     pub fn cancel_token(&self) -> CancellationToken {
         self.cancel.clone()

@@ -122,7 +122,7 @@ impl Application {
         http.await?.context("HTTP server")?;
         consume.await?.context("webhook consumer")?;
         for conn in self.connections {
-            let _ = conn.close(200, "shutdown".into()).await;
+            amqp::close(&conn).await;
         }
         Ok(())
     }
