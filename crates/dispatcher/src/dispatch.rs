@@ -1,8 +1,11 @@
 //! The dispatcher's deterministic seam: a batch of dispatch envelopes in, a disposition per
 //! envelope out (ack, retry later through a tier queue, or dead-letter). The consume loop in
-//! `consumer` is a thin shell around `handle_batch`; tests call it directly.
+//! `consumer` is a thin shell around `handle_batch`; tests call it directly. Each failure's
+//! class (see `classify`) picks what the message waits on; waits longer than the last retry
+//! tier become held rows (`hold:…`) that the `releaser` brings back.
 
 use crate::{
+    circuits::{self, Gate, Gates, Scope},
     classify::{Class, classify},
     graph_client::{GraphClient, build_body},
     store::{self, Claimed, Outcome},
@@ -62,7 +65,8 @@ pub async fn handle_batch(
     let ids: Vec<MessageId> = batch.iter().map(|e| e.message_id).collect();
     let (claimed, unclaimed) = store::claim(&ctx.pool, &ids, now, resend_cutoff).await?;
 
-    let results = join_all(claimed.iter().map(|c| attempt(ctx, c, now))).await;
+    let gates = Gates::load(&ctx.pool, &claimed, now).await?;
+    let results = join_all(claimed.iter().map(|c| attempt(ctx, &gates, c, now))).await;
     let (outcomes, dispositions): (Vec<Outcome>, Vec<(MessageId, Disposition)>) =
         results.into_iter().unzip();
     store::record(&ctx.pool, &outcomes, now).await?;
@@ -95,7 +99,10 @@ pub async fn handle_batch(
 
 use Disposition::RetryLater;
 
-/// One attempt for a claimed message: expire, or wait for the sender's budget and call Meta.
+type Attempted = (Outcome, (MessageId, Disposition));
+
+/// One attempt for a claimed message: expire, hold it behind a gate, or wait for the sender's
+/// budget and call Meta, then act on the answer's class.
 #[tracing::instrument(name = "dispatch message", skip_all, fields(
     message_id = %claimed.id,
     tenant = %claimed.tenant_id,
@@ -103,11 +110,7 @@ use Disposition::RetryLater;
     to = %mask_phone(&claimed.recipient),
     attempt = claimed.attempts,
 ))]
-async fn attempt(
-    ctx: &Ctx,
-    claimed: &Claimed,
-    now: DateTime<Utc>,
-) -> (Outcome, (MessageId, Disposition)) {
+async fn attempt(ctx: &Ctx, gates: &Gates, claimed: &Claimed, now: DateTime<Utc>) -> Attempted {
     let outcome = |state: &'static str, reason: Option<String>| Outcome {
         id: claimed.id,
         tenant_id: claimed.tenant_id,
@@ -118,6 +121,8 @@ async fn attempt(
         error: None,
         not_before: None,
         detail: None,
+        attempted: true,
+        dead: false,
     };
     let done = (claimed.id, Disposition::Done);
     if claimed.not_after.is_some_and(|t| t <= now) {
@@ -126,6 +131,21 @@ async fn attempt(
             done,
         );
     }
+    let probe_wait = duration(ctx.settings.circuit_probe_wait);
+    let breakers = match gates.check(&ctx.pool, claimed, now, probe_wait).await {
+        Ok(Gate::Pass { breakers }) => breakers,
+        Ok(Gate::Hold { until, reason }) => {
+            // Not an attempt: Meta was not called, so the retry budget is untouched.
+            let mut o = hold(outcome(state::DEFERRED, None), reason, until);
+            o.attempted = false;
+            return (o, done);
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot read circuits and holds");
+            let o = outcome(state::DEFERRED, Some("retry".into()));
+            return retry_or_give_up(ctx, claimed, o, None, now);
+        }
+    };
     let token = match ctx.tokens.get(&ctx.pool, claimed.tenant_id).await {
         Ok(Some(token)) => token,
         Ok(None) => {
@@ -136,13 +156,8 @@ async fn attempt(
         }
         Err(err) => {
             tracing::error!(error = %err, "cannot open the tenant's Meta token");
-            return retry_or_give_up(
-                ctx,
-                claimed,
-                outcome(state::DEFERRED, Some("retry".into())),
-                None,
-                now,
-            );
+            let o = outcome(state::DEFERRED, Some("retry".into()));
+            return retry_or_give_up(ctx, claimed, o, None, now);
         }
     };
     ctx.limiter.until_key_ready(&claimed.phone_number_id).await;
@@ -153,41 +168,132 @@ async fn attempt(
         .send(&token, &claimed.phone_number_id, &body)
         .await;
     let elapsed = started.elapsed().as_secs_f64();
-    match result {
+    let error = match result {
         Ok(success) => {
             metrics::histogram!("wafleet_graph_duration_seconds", "outcome" => "ok")
                 .record(elapsed);
+            if !breakers.is_empty()
+                && let Err(err) = circuits::close(&ctx.pool, claimed.tenant_id, &breakers).await
+            {
+                // The next probe closes it instead.
+                tracing::warn!(error = %err, "could not close a circuit after a successful probe");
+            }
             let mut o = outcome(state::SENT, None);
-            o.detail =
-                Some(json!({ "wamid": success.wamid, "message_status": success.message_status }));
+            o.detail = Some(json!({
+                "attempt": claimed.attempts,
+                "wamid": success.wamid,
+                "message_status": success.message_status,
+            }));
             o.wamid = Some(success.wamid);
             o.wa_id = success.wa_id;
+            return (o, done);
+        }
+        Err(error) => error,
+    };
+    metrics::histogram!("wafleet_graph_duration_seconds", "outcome" => "error").record(elapsed);
+    let class = classify(&error);
+    let code = error
+        .code
+        .map_or_else(|| "transport".to_owned(), |c| c.to_string());
+    metrics::counter!("wafleet_graph_errors_total", "class" => class.as_str()).increment(1);
+    tracing::warn!(meta.error.code = %code, http_status = ?error.http_status, class = class.as_str(), "Graph call failed");
+    // The event trail keeps every attempt: its number, Meta's code, details and fbtrace_id.
+    let mut detail = error.to_json();
+    detail["attempt"] = json!(claimed.attempts);
+    detail["class"] = json!(class.as_str());
+    let mut o = outcome(state::DEFERRED, Some("retry".into()));
+    o.error = Some(detail.clone());
+    o.detail = Some(detail.clone());
+    let tiers = &ctx.settings.retry_tiers;
+    let longest = tiers.last().copied().unwrap_or_default();
+    match class {
+        Class::Permanent => {
+            o.state = state::FAILED;
+            o.reason = Some(format!("meta_{code}"));
             (o, done)
         }
-        Err(error) => {
-            metrics::histogram!("wafleet_graph_duration_seconds", "outcome" => "error")
-                .record(elapsed);
-            let code = error
-                .code
-                .map_or_else(|| "transport".to_owned(), |c| c.to_string());
-            tracing::warn!(meta.error.code = %code, http_status = ?error.http_status, "Graph call failed");
-            let detail = error.to_json();
-            match classify(&error) {
-                Class::Permanent => {
-                    let mut o = outcome(state::FAILED, Some(format!("meta_{code}")));
-                    o.error = Some(detail.clone());
-                    o.detail = Some(detail);
-                    (o, done)
-                }
-                Class::Retry => {
-                    let mut o = outcome(state::DEFERRED, Some("retry".into()));
-                    o.error = Some(detail.clone());
-                    o.detail = Some(detail);
-                    retry_or_give_up(ctx, claimed, o, error.retry_after, now)
-                }
+        Class::RetrySender | Class::Transient => retry_or_give_up(ctx, claimed, o, None, now),
+        Class::RetryRecipient => {
+            // Meta's rule for the pair limit: wait 4^n seconds, n = 0, 1, 2…
+            let n = u32::try_from(claimed.attempts.max(1) - 1)
+                .unwrap_or(0)
+                .min(8);
+            let wait = std::time::Duration::from_secs(4u64.pow(n));
+            retry_or_give_up(ctx, claimed, o, Some(wait), now)
+        }
+        Class::RetrySlow => match error.retry_after {
+            // Longer than any tier: a held row, not a queue TTL.
+            Some(wait) if wait > longest && claimed.attempts as usize <= tiers.len() => {
+                (hold(o, "hold:retry_after", now + duration(wait)), done)
+            }
+            wait => retry_or_give_up(ctx, claimed, o, wait, now),
+        },
+        Class::Limited => {
+            if claimed.attempts.max(1) as u32 >= ctx.settings.limited_retries {
+                (give_up(o), (claimed.id, Disposition::Dead))
+            } else {
+                retry_or_give_up(ctx, claimed, o, None, now)
             }
         }
+        Class::DeferRecipient => {
+            let until = now + duration(ctx.settings.recipient_hold);
+            if let Err(err) =
+                circuits::hold_recipient(&ctx.pool, claimed.tenant_id, &claimed.recipient, until)
+                    .await
+            {
+                // The message itself is still held; only its siblings may try once more.
+                tracing::error!(error = %err, "could not record the recipient hold");
+            }
+            (hold(o, "hold:recipient", until), done)
+        }
+        Class::HaltTemplate | Class::HaltSender | Class::HaltAccount => {
+            let scope = match class {
+                Class::HaltTemplate => Scope::Template,
+                Class::HaltSender => Scope::Sender,
+                _ => Scope::Account,
+            };
+            let key = circuits::keys_of(claimed)
+                .into_iter()
+                .find(|(s, _)| *s == scope)
+                .map(|(_, k)| k)
+                .unwrap_or_default();
+            let until = now + duration(ctx.settings.circuit_open_for);
+            if let Err(err) = circuits::open(
+                &ctx.pool,
+                claimed.tenant_id,
+                scope,
+                &key,
+                &detail,
+                now,
+                until,
+            )
+            .await
+            {
+                tracing::error!(error = %err, "could not record an opened circuit");
+            }
+            (hold(o, scope.hold_reason(), until), done)
+        }
     }
+}
+
+/// A held row: deferred with a `hold:…` reason until `until`, released by the releaser.
+fn hold(mut outcome: Outcome, reason: &str, until: DateTime<Utc>) -> Outcome {
+    outcome.state = state::DEFERRED;
+    outcome.reason = Some(reason.to_owned());
+    outcome.not_before = Some(until);
+    outcome
+}
+
+/// Failed with the last error, and dead-lettered.
+fn give_up(mut outcome: Outcome) -> Outcome {
+    outcome.state = state::FAILED;
+    outcome.reason = Some("retries_exhausted".into());
+    outcome.dead = true;
+    outcome
+}
+
+fn duration(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 /// Schedules the next attempt on the shortest tier that covers what Meta asked for, or gives up
@@ -195,16 +301,14 @@ async fn attempt(
 fn retry_or_give_up(
     ctx: &Ctx,
     claimed: &Claimed,
-    mut outcome: Outcome,
+    outcome: Outcome,
     wait_at_least: Option<std::time::Duration>,
     now: DateTime<Utc>,
-) -> (Outcome, (MessageId, Disposition)) {
+) -> Attempted {
     let tiers = &ctx.settings.retry_tiers;
     let attempt = claimed.attempts.max(1) as usize;
     if attempt > tiers.len() {
-        outcome.state = state::FAILED;
-        outcome.reason = Some("retries_exhausted".into());
-        return (outcome, (claimed.id, Disposition::Dead));
+        return (give_up(outcome), (claimed.id, Disposition::Dead));
     }
     let mut tier = attempt - 1;
     if let Some(wait) = wait_at_least {
@@ -214,6 +318,7 @@ fn retry_or_give_up(
             .unwrap_or(tiers.len() - 1)
             .max(tier);
     }
-    outcome.not_before = Some(now + chrono::Duration::from_std(tiers[tier]).unwrap_or_default());
+    let mut outcome = outcome;
+    outcome.not_before = Some(now + duration(tiers[tier]));
     (outcome, (claimed.id, Disposition::RetryLater { tier }))
 }

@@ -1,12 +1,15 @@
 //! wafleet-dispatcher: consumes the dispatch shards (one active consumer per shard, so one
 //! process owns each sender), claims each message, calls Meta's Graph API within the sender's
 //! rate, records the outcome, and only then acks. Failures are classified by Meta's error code:
-//! retried through TTL tier queues, or recorded as failed.
+//! retried through TTL tier queues, held behind circuit breakers and recipient holds (released
+//! by the deferred releaser), dead-lettered, or recorded as failed.
 
+pub mod circuits;
 pub mod classify;
 pub mod consumer;
 pub mod dispatch;
 pub mod graph_client;
+pub mod releaser;
 pub mod store;
 pub mod tokens;
 
@@ -109,6 +112,15 @@ impl Application {
                 cancel.clone(),
             )));
         }
+        tasks.spawn(releaser::run(
+            self.ctx.pool.clone(),
+            self.publisher.clone(),
+            self.topology.clone(),
+            self.ctx.clock.clone(),
+            self.ctx.settings.releaser_interval,
+            self.ctx.settings.releaser_batch,
+            cancel.clone(),
+        ));
         let limiter = self.ctx.limiter.clone();
         let housekeeping_cancel = cancel.clone();
         tasks.spawn(async move {
