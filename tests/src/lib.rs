@@ -324,7 +324,10 @@ impl TestFleet {
     /// Registers a second sender number for the tenant, on the simulator and in our database;
     /// returns its phone number id.
     pub async fn add_sender(&self, suffix: u8, phone: &str) -> String {
-        let phone_number_id = format!("{}{suffix:02}", &self.phone_number_id[..12]);
+        let mut phone_number_id = format!("{}{suffix:02}", &self.phone_number_id[..12]);
+        if phone_number_id == self.phone_number_id {
+            phone_number_id = format!("{}{:02}", &self.phone_number_id[..12], (suffix + 1) % 100);
+        }
         sim_post(
             &self.http,
             &self.sim,

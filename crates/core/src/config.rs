@@ -83,6 +83,11 @@ pub struct DispatchSettings {
     #[serde(with = "humantime_ms")]
     pub releaser_interval: Duration,
     pub releaser_batch: i64,
+    /// After Meta's 130429 a sender sends at this share of `sender_rate` (1–100 %) …
+    pub throttled_rate_percent: u8,
+    /// … for this long after the last 130429.
+    #[serde(with = "humantime_ms")]
+    pub throttled_for: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +140,8 @@ impl Default for Settings {
                 circuit_probe_wait: Duration::from_secs(30),
                 releaser_interval: Duration::from_secs(1),
                 releaser_batch: 500,
+                throttled_rate_percent: 25,
+                throttled_for: Duration::from_secs(10),
             },
             ingest: IngestSettings {
                 outbox_after: Duration::from_secs(10),

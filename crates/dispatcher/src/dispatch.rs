@@ -30,6 +30,8 @@ pub struct Ctx {
     pub tokens: TokenCache,
     /// One budget per sender phone number; exact because one process owns a sender (SAC shards).
     pub limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    /// The slower budget of senders Meta throttled recently (130429).
+    pub throttle: crate::throttle::Throttle,
     pub clock: SharedClock,
     pub settings: DispatchSettings,
 }
@@ -161,6 +163,7 @@ async fn attempt(ctx: &Ctx, gates: &Gates, claimed: &Claimed, now: DateTime<Utc>
         }
     };
     ctx.limiter.until_key_ready(&claimed.phone_number_id).await;
+    ctx.throttle.wait(&claimed.phone_number_id).await;
     let body = build_body(&claimed.content.0, &claimed.recipient, claimed.id);
     let started = Instant::now();
     let result = ctx
@@ -212,7 +215,11 @@ async fn attempt(ctx: &Ctx, gates: &Gates, claimed: &Claimed, now: DateTime<Utc>
             o.reason = Some(format!("meta_{code}"));
             (o, done)
         }
-        Class::RetrySender | Class::Transient => retry_or_give_up(ctx, claimed, o, None, now),
+        Class::RetrySender => {
+            ctx.throttle.note_throttled(&claimed.phone_number_id);
+            retry_or_give_up(ctx, claimed, o, None, now)
+        }
+        Class::Transient => retry_or_give_up(ctx, claimed, o, None, now),
         Class::RetryRecipient => {
             // Meta's rule for the pair limit: wait 4^n seconds, n = 0, 1, 2…
             let n = u32::try_from(claimed.attempts.max(1) - 1)

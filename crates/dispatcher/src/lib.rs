@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod graph_client;
 pub mod releaser;
 pub mod store;
+pub mod throttle;
 pub mod tokens;
 
 use anyhow::Context;
@@ -80,6 +81,11 @@ impl Application {
             graph,
             tokens: tokens::TokenCache::new(secrets, Duration::from_secs(60)),
             limiter: dispatch::Ctx::sender_limiter(settings.dispatch.sender_rate),
+            throttle: throttle::Throttle::new(
+                settings.dispatch.sender_rate,
+                settings.dispatch.throttled_rate_percent,
+                settings.dispatch.throttled_for,
+            ),
             clock,
             settings: settings.dispatch.clone(),
         });
@@ -121,14 +127,17 @@ impl Application {
             self.ctx.settings.releaser_batch,
             cancel.clone(),
         ));
-        let limiter = self.ctx.limiter.clone();
+        let ctx = self.ctx.clone();
         let housekeeping_cancel = cancel.clone();
         tasks.spawn(async move {
             // Keyed limiter state grows per sender; forget idle ones.
             loop {
                 tokio::select! {
                     _ = housekeeping_cancel.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(60)) => limiter.retain_recent(),
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {
+                        ctx.limiter.retain_recent();
+                        ctx.throttle.retain_recent();
+                    }
                 }
             }
         });

@@ -79,6 +79,33 @@ async fn a_connection_reset_is_retried_and_the_message_then_sent_once() {
 }
 
 #[tokio::test]
+async fn a_timed_out_call_is_retried_and_the_message_then_sent() {
+    let t = TestFleet::start_with(|s| s.dispatch.graph_timeout = Duration::from_millis(400)).await;
+    t.sim(
+        Method::POST,
+        "/_sim/faults",
+        json!({"phone_number_id": t.phone_number_id, "latency_ms": 1500, "code": 1, "times": 1}),
+    )
+    .await;
+
+    let (_, b) = t.send(TestFleet::template_request("F-10"), None).await;
+    let id = id_of(&b);
+    let m = t.wait_for_state(&id, "read").await;
+
+    let timed_out = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["state"] == "deferred")
+        .expect("a deferred event for the timed-out attempt");
+    assert_eq!(timed_out["detail"]["transport"], true);
+    assert_eq!(timed_out["detail"]["class"], "transient");
+    let sends = t.sends_for(&id).await;
+    assert_eq!(sends.iter().filter(|s| s.wamid.is_some()).count(), 1);
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn a_recipient_held_by_meta_is_deferred_for_24_hours_then_sent() {
     let clock = ManualClock::new(Utc::now());
     let t = TestFleet::start_with_clock(Arc::new(clock.clone()), fast_release).await;
