@@ -3,8 +3,9 @@
 --
 -- Deferred rows come in two kinds, told apart by `reason`:
 --   'retry'           waiting in a retry tier queue (`<p>.retry.<tier>`); the broker brings it back.
---   'hold:<why>'      waiting in the database only (24 h recipient holds, open circuits, long
---                     Retry-After, redrive); the dispatcher's releaser republishes it at not_before.
+--   anything else     held in the database only (recipient_hold, circuit_*, retry_after,
+--                     redrive, and other policies' reasons); the dispatcher's releaser
+--                     republishes it at not_before (NULL = never by itself).
 
 -- One row per breaker: scope 'sender' (key = phone_number_id), 'template' (key = name:language)
 -- or 'account' (key = ''). Closed breakers are deleted, so a row means open or half-open.
@@ -28,4 +29,4 @@ ALTER TABLE messages ADD COLUMN dead_lettered_at timestamptz;
 CREATE INDEX messages_dead ON messages (tenant_id, dead_lettered_at DESC) WHERE dead_lettered_at IS NOT NULL;
 
 -- What the deferred releaser scans: due holds only (retry waits are the broker's business).
-CREATE INDEX messages_holds_due ON messages (not_before) WHERE state = 'deferred' AND reason LIKE 'hold:%';
+CREATE INDEX messages_holds_due ON messages (not_before) WHERE state = 'deferred' AND reason IS DISTINCT FROM 'retry';

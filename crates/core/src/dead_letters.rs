@@ -4,7 +4,7 @@
 //! the admin API.
 //!
 //! Redrive works on the database row, not the parked envelope: the row moves back to `deferred`
-//! with reason `hold:redrive` (due at once) and the dispatcher's deferred releaser publishes it.
+//! with reason `redrive` (due at once) and the dispatcher's deferred releaser publishes it.
 //! Only rows still dead-lettered move, in one conditional UPDATE, so redriving twice sends once.
 
 use crate::domain::{MessageId, TenantId};
@@ -66,7 +66,7 @@ pub async fn redrive(
     let mut tx = pool.begin().await?;
     // The retry budget starts afresh; the last error stays on the row until a new outcome.
     let ids: Vec<MessageId> = sqlx::query_scalar(
-        "UPDATE messages SET state = 'deferred', reason = 'hold:redrive', not_before = $3,
+        "UPDATE messages SET state = 'deferred', reason = 'redrive', not_before = $3,
              attempts = 0, dead_lettered_at = NULL, updated_at = $3
          WHERE tenant_id = $1 AND dead_lettered_at IS NOT NULL AND state = 'failed'
            AND ($2::uuid IS NULL OR id = $2)

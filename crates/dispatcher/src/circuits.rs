@@ -35,9 +35,9 @@ impl Scope {
     /// The hold reason of messages waiting on this breaker.
     pub fn hold_reason(self) -> &'static str {
         match self {
-            Scope::Sender => "hold:circuit_sender",
-            Scope::Template => "hold:circuit_template",
-            Scope::Account => "hold:circuit_account",
+            Scope::Sender => "circuit_sender",
+            Scope::Template => "circuit_template",
+            Scope::Account => "circuit_account",
         }
     }
 }
@@ -75,7 +75,7 @@ pub struct Gates {
 pub enum Gate {
     /// Send it. `breakers` lists the half-open breakers this send probes (closed on success).
     Pass { breakers: Vec<(Scope, String)> },
-    /// Hold it until then, for this reason (`hold:…`).
+    /// Hold it until then, for this reason (never `retry`).
     Hold {
         until: DateTime<Utc>,
         reason: &'static str,
@@ -130,7 +130,7 @@ impl Gates {
         {
             return Ok(Gate::Hold {
                 until: *until,
-                reason: "hold:recipient",
+                reason: "recipient_hold",
             });
         }
         let mut breakers = Vec::new();

@@ -2,7 +2,7 @@
 //! envelope out (ack, retry later through a tier queue, or dead-letter). The consume loop in
 //! `consumer` is a thin shell around `handle_batch`; tests call it directly. Each failure's
 //! class (see `classify`) picks what the message waits on; waits longer than the last retry
-//! tier become held rows (`hold:…`) that the `releaser` brings back.
+//! tier become held rows (deferred, reason other than `retry`) that the `releaser` brings back.
 
 use crate::{
     circuits::{self, Gate, Gates, Scope},
@@ -231,7 +231,7 @@ async fn attempt(ctx: &Ctx, gates: &Gates, claimed: &Claimed, now: DateTime<Utc>
         Class::RetrySlow => match error.retry_after {
             // Longer than any tier: a held row, not a queue TTL.
             Some(wait) if wait > longest && claimed.attempts as usize <= tiers.len() => {
-                (hold(o, "hold:retry_after", now + duration(wait)), done)
+                (hold(o, "retry_after", now + duration(wait)), done)
             }
             wait => retry_or_give_up(ctx, claimed, o, wait, now),
         },
@@ -251,7 +251,7 @@ async fn attempt(ctx: &Ctx, gates: &Gates, claimed: &Claimed, now: DateTime<Utc>
                 // The message itself is still held; only its siblings may try once more.
                 tracing::error!(error = %err, "could not record the recipient hold");
             }
-            (hold(o, "hold:recipient", until), done)
+            (hold(o, "recipient_hold", until), done)
         }
         Class::HaltTemplate | Class::HaltSender | Class::HaltAccount => {
             let scope = match class {
@@ -283,7 +283,7 @@ async fn attempt(ctx: &Ctx, gates: &Gates, claimed: &Claimed, now: DateTime<Utc>
     }
 }
 
-/// A held row: deferred with a `hold:…` reason until `until`, released by the releaser.
+/// A held row: deferred with `reason` (never `retry`) until `until`, released by the releaser.
 fn hold(mut outcome: Outcome, reason: &str, until: DateTime<Utc>) -> Outcome {
     outcome.state = state::DEFERRED;
     outcome.reason = Some(reason.to_owned());

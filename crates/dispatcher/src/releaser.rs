@@ -3,10 +3,12 @@
 //! Deferred messages wait in one of two places, told apart by `messages.reason`:
 //! - `retry`: in a retry tier queue (`<p>.retry.<tier>`); the broker dead-letters it back to its
 //!   shard when the TTL ends. The releaser never touches these.
-//! - `hold:<why>`: in the database only, for waits too long or too open-ended for a queue TTL —
-//!   `hold:recipient` (131049, 24 h), `hold:circuit_sender|template|account` (an open breaker),
-//!   `hold:retry_after` (Meta asked for longer than the last tier), `hold:redrive` (an operator
-//!   redrove a dead letter). Other policies (quiet time, caps) hold rows the same way.
+//! - any other reason: held in the database only, for waits too long or too open-ended for a
+//!   queue TTL — `recipient_hold` (131049, 24 h), `circuit_sender|template|account` (an open
+//!   breaker), `retry_after` (Meta asked for longer than the last tier), `redrive` (an operator
+//!   redrove a dead letter). Other policies (quiet time, caps) hold rows the same way: state
+//!   `deferred`, their own reason, `not_before` = when to try again (NULL = until someone else
+//!   moves it; the releaser leaves those alone).
 //!
 //! Each tick takes up to `releaser_batch` due holds with `FOR UPDATE SKIP LOCKED` (several
 //! dispatcher processes never release the same row), publishes each to its shard with publisher
@@ -37,7 +39,7 @@ struct Due {
     id: MessageId,
     tenant_id: TenantId,
     phone_number_id: String,
-    reason: String,
+    reason: Option<String>,
 }
 
 /// Releases due holds every `interval` until cancelled; also refreshes the open-circuit gauge.
@@ -85,7 +87,7 @@ pub async fn release_due(
     // Cross-tenant by design (an operator task): each row's own tenant_id goes with it below.
     let due: Vec<Due> = sqlx::query_as(
         "SELECT id, tenant_id, phone_number_id, reason FROM messages
-         WHERE state = 'deferred' AND reason LIKE 'hold:%' AND not_before <= $1
+         WHERE state = 'deferred' AND reason IS DISTINCT FROM 'retry' AND not_before <= $1
          ORDER BY not_before LIMIT $2
          FOR UPDATE SKIP LOCKED",
     )
@@ -104,7 +106,7 @@ pub async fn release_due(
         .collect();
     let ids: Vec<uuid::Uuid> = released.iter().map(|d| d.id.0).collect();
     let tenants: Vec<uuid::Uuid> = released.iter().map(|d| d.tenant_id.0).collect();
-    let reasons: Vec<&str> = released.iter().map(|d| d.reason.as_str()).collect();
+    let reasons: Vec<Option<&str>> = released.iter().map(|d| d.reason.as_deref()).collect();
     sqlx::query(
         "UPDATE messages m SET state = 'queued', reason = NULL, not_before = NULL, updated_at = $3
          FROM unnest($1::uuid[], $2::uuid[]) AS u(id, tenant_id)
@@ -116,8 +118,8 @@ pub async fn release_due(
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO message_events (message_id, tenant_id, state, reason, at)
-         SELECT id, tenant_id, 'queued', 'released_' || substr(reason, 6), $4
+        "INSERT INTO message_events (message_id, tenant_id, state, reason, detail, at)
+         SELECT id, tenant_id, 'queued', 'released', jsonb_build_object('held_for', reason), $4
          FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS e(id, tenant_id, reason)",
     )
     .bind(&ids)

@@ -42,10 +42,10 @@ pub async fn claim(
     let claimed: Vec<Claimed> = sqlx::query_as(
         "UPDATE messages SET state = 'dispatching', claimed_at = $2, attempts = attempts + 1, updated_at = $2
          WHERE id = ANY($1) AND direction = 'out'
-           -- A held row (`hold:…`) belongs to the releaser until it is due: a stray envelope
-           -- must not send it early (a recipient hold or an open circuit).
+           -- A held row (deferred for anything but `retry`) belongs to the releaser until it
+           -- is due: a stray envelope must not send it early (a recipient hold, a circuit).
            AND (state IN ('accepted', 'queued')
-                OR (state = 'deferred' AND (reason IS NULL OR reason NOT LIKE 'hold:%' OR not_before <= $2))
+                OR (state = 'deferred' AND (reason = 'retry' OR not_before <= $2))
                 OR (state = 'dispatching' AND wamid IS NULL AND claimed_at < $3))
          RETURNING id, tenant_id, phone_number_id, recipient, content, not_after, attempts",
     )

@@ -120,13 +120,13 @@ async fn a_recipient_held_by_meta_is_deferred_for_24_hours_then_sent() {
     let first = id_of(&first);
     let held = t
         .wait_for_message(&first, "the recipient hold", |m| {
-            m["reason"] == "hold:recipient"
+            m["reason"] == "recipient_hold"
         })
         .await;
     let (_, second) = t.send(TestFleet::template_request("F-4"), None).await;
     let second = id_of(&second);
     t.wait_for_message(&second, "the second message held too", |m| {
-        m["reason"] == "hold:recipient"
+        m["reason"] == "recipient_hold"
     })
     .await;
 
@@ -190,7 +190,7 @@ async fn a_halted_senders_circuit_holds_its_messages_while_others_flow_then_a_pr
     let (_, a1) = t.send(TestFleet::template_request("F-6"), None).await;
     let a1 = id_of(&a1);
     t.wait_for_message(&a1, "the halted sender's message held", |m| {
-        m["reason"] == "hold:circuit_sender"
+        m["reason"] == "circuit_sender"
     })
     .await;
     let (_, a2) = t.send(TestFleet::template_request("F-7"), None).await;
@@ -204,7 +204,7 @@ async fn a_halted_senders_circuit_holds_its_messages_while_others_flow_then_a_pr
         .await;
     let a2_held = t
         .wait_for_message(&a2, "the second message held", |m| {
-            m["reason"] == "hold:circuit_sender"
+            m["reason"] == "circuit_sender"
         })
         .await;
     assert_eq!(a2_held["state"], "deferred");
