@@ -7,6 +7,9 @@
 //! While a breaker is open its messages are held (deferred rows the releaser brings back), never
 //! failed. Once `until` has passed it is half-open: one probe at a time is let through (an
 //! atomic `probe_at` claim); a success closes it, a halting failure opens it again.
+//! Meta's asynchronous signals hold messages the same way: `senders.paused_until`,
+//! `templates.paused_until` and `tenant_settings.account_restricted_until` (written by the
+//! webhooks side) count as open breakers until then, with no probe needed afterwards.
 
 use crate::store::Claimed;
 use chrono::{DateTime, Utc};
@@ -94,10 +97,22 @@ impl Gates {
         }
         let tenants: Vec<uuid::Uuid> = batch.iter().map(|c| c.tenant_id.0).collect();
         let recipients: Vec<&str> = batch.iter().map(|c| c.recipient.as_str()).collect();
+        let senders: Vec<&str> = batch.iter().map(|c| c.phone_number_id.as_str()).collect();
         let circuits = sqlx::query_as(
-            "SELECT tenant_id, scope, key, until FROM circuits WHERE tenant_id = ANY($1)",
+            "SELECT tenant_id, scope, key, until FROM circuits WHERE tenant_id = ANY($1)
+             UNION ALL
+             SELECT tenant_id, 'sender', phone_number_id, paused_until FROM senders
+             WHERE tenant_id = ANY($1) AND phone_number_id = ANY($2) AND paused_until > $3
+             UNION ALL
+             SELECT tenant_id, 'template', name || ':' || language, paused_until FROM templates
+             WHERE tenant_id = ANY($1) AND paused_until > $3
+             UNION ALL
+             SELECT tenant_id, 'account', '', account_restricted_until FROM tenant_settings
+             WHERE tenant_id = ANY($1) AND account_restricted_until > $3",
         )
         .bind(&tenants)
+        .bind(&senders)
+        .bind(now)
         .fetch_all(pool)
         .await?;
         let holds = sqlx::query_as(
@@ -135,16 +150,25 @@ impl Gates {
         }
         let mut breakers = Vec::new();
         for (scope, key) in keys_of(claimed) {
-            let Some(c) = self.circuits.iter().find(|c| {
+            let matching = self.circuits.iter().filter(|c| {
                 c.tenant_id == claimed.tenant_id && c.scope == scope.as_str() && c.key == key
-            }) else {
-                continue;
-            };
-            if c.until > now {
+            });
+            let mut any = false;
+            let mut open_until = None;
+            for c in matching {
+                any = true;
+                if c.until > now {
+                    open_until = open_until.max(Some(c.until));
+                }
+            }
+            if let Some(until) = open_until {
                 return Ok(Gate::Hold {
-                    until: c.until,
+                    until,
                     reason: scope.hold_reason(),
                 });
+            }
+            if !any {
+                continue;
             }
             if !claim_probe(pool, claimed.tenant_id, scope, &key, now, probe_wait).await? {
                 return Ok(Gate::Hold {

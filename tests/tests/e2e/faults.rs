@@ -7,7 +7,7 @@ use chrono::Utc;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::{sync::Arc, time::Duration};
-use wafleet_core::clock::ManualClock;
+use wafleet_core::clock::{Clock, ManualClock};
 use wafleet_tests::{CANDIDATE, TestFleet};
 
 fn fast_release(s: &mut wafleet_core::Settings) {
@@ -242,6 +242,48 @@ async fn a_halted_senders_circuit_holds_its_messages_while_others_flow_then_a_pr
         "the halted try and the probe or release"
     );
     assert_eq!(t.sends_for(&a2).await.len(), 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_template_meta_paused_holds_only_its_own_messages_until_the_pause_ends() {
+    let clock = ManualClock::new(Utc::now());
+    let t = TestFleet::start_with_clock(Arc::new(clock.clone()), fast_release).await;
+    // As the webhooks side records a template-status PAUSED event.
+    sqlx::query("UPDATE templates SET paused_until = $3 WHERE tenant_id = $1 AND name = $2")
+        .bind(t.tenant_id)
+        .bind("job_opportunity")
+        .bind(clock.now() + chrono::Duration::hours(3))
+        .execute(&t.pool)
+        .await
+        .unwrap();
+
+    let (_, paused) = t.send(TestFleet::template_request("F-11"), None).await;
+    let paused = id_of(&paused);
+    let mut other = TestFleet::template_request("F-12");
+    other["template"]["name"] = json!("gdpr_consent_request");
+    other["merge_fields"] = json!({"KNOWNAS": "Anna"});
+    let (_, other) = t.send(other, None).await;
+    let other = id_of(&other);
+
+    t.wait_for_message(&other, "the other template sent", sent_or_later)
+        .await;
+    let held = t
+        .wait_for_message(&paused, "the paused template held", |m| {
+            m["reason"] == "circuit_template"
+        })
+        .await;
+    assert_eq!(held["state"], "deferred");
+    assert!(t.sends_for(&paused).await.is_empty());
+
+    clock.advance(chrono::Duration::hours(3) + chrono::Duration::seconds(1));
+    t.wait_for_message(
+        &paused,
+        "the paused template sent after the pause",
+        sent_or_later,
+    )
+    .await;
+    assert_eq!(t.sends_for(&paused).await.len(), 1);
     t.stop().await;
 }
 
