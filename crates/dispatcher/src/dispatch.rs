@@ -313,19 +313,67 @@ fn retry_or_give_up(
     now: DateTime<Utc>,
 ) -> Attempted {
     let tiers = &ctx.settings.retry_tiers;
-    let attempt = claimed.attempts.max(1) as usize;
-    if attempt > tiers.len() {
+    let Some(tier) = pick_tier(tiers, claimed.attempts, wait_at_least) else {
         return (give_up(outcome), (claimed.id, Disposition::Dead));
-    }
-    let mut tier = attempt - 1;
-    if let Some(wait) = wait_at_least {
-        tier = tiers
-            .iter()
-            .position(|t| *t >= wait)
-            .unwrap_or(tiers.len() - 1)
-            .max(tier);
-    }
+    };
     let mut outcome = outcome;
     outcome.not_before = Some(now + duration(tiers[tier]));
     (outcome, (claimed.id, Disposition::RetryLater { tier }))
+}
+
+/// The retry tier after attempt `attempt` (1-based): tier n for attempt n, or a longer one that
+/// covers what Meta asked for; `None` once every tier was used.
+fn pick_tier(
+    tiers: &[std::time::Duration],
+    attempt: i32,
+    wait_at_least: Option<std::time::Duration>,
+) -> Option<usize> {
+    let attempt = usize::try_from(attempt.max(1)).unwrap_or(1);
+    if attempt > tiers.len() {
+        return None;
+    }
+    let tier = attempt - 1;
+    Some(match wait_at_least {
+        Some(wait) => tiers
+            .iter()
+            .position(|t| *t >= wait)
+            .unwrap_or(tiers.len() - 1)
+            .max(tier),
+        None => tier,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_tier;
+    use std::time::Duration;
+
+    fn tiers() -> Vec<Duration> {
+        [5, 30, 120, 600].map(Duration::from_secs).to_vec()
+    }
+
+    #[test]
+    fn attempt_n_waits_on_tier_n_until_the_tiers_run_out() {
+        assert_eq!(pick_tier(&tiers(), 1, None), Some(0));
+        assert_eq!(pick_tier(&tiers(), 4, None), Some(3));
+        assert_eq!(pick_tier(&tiers(), 5, None), None);
+    }
+
+    #[test]
+    fn a_wait_meta_asks_for_picks_the_shortest_tier_that_covers_it() {
+        // 131056 on the third attempt: 4^2 = 16 s, already covered by that attempt's own tier.
+        assert_eq!(
+            pick_tier(&tiers(), 3, Some(Duration::from_secs(16))),
+            Some(2)
+        );
+        assert_eq!(
+            pick_tier(&tiers(), 1, Some(Duration::from_secs(16))),
+            Some(1)
+        );
+        // Longer than every tier: the last one.
+        assert_eq!(
+            pick_tier(&tiers(), 1, Some(Duration::from_secs(3600))),
+            Some(3)
+        );
+    }
 }
