@@ -42,6 +42,8 @@ pub struct TestFleet {
     db_name: String,
     /// Set once `stop` cleaned up; otherwise `Drop` does it (a test that panicked).
     cleaned: bool,
+    /// The clock the fleet runs on (the wall clock unless the test brought its own).
+    pub clock: wafleet_core::clock::SharedClock,
 }
 
 impl TestFleet {
@@ -51,6 +53,14 @@ impl TestFleet {
 
     /// Starts with settings adjusted by `tweak` (after the test defaults).
     pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_with_clock(wafleet::fleet::system_clock(), tweak).await
+    }
+
+    /// Starts on `clock` (e.g. a `ManualClock` the test moves), settings adjusted by `tweak`.
+    pub async fn start_with_clock(
+        clock: wafleet_core::clock::SharedClock,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         init_test_log();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let db_name = format!("wafleet_test_{id}");
@@ -112,7 +122,7 @@ impl TestFleet {
         tokio::spawn(sim_server.run_until_stopped(sim_cancel.clone()));
         settings.meta_base_url = sim.clone();
         let http = reqwest::Client::new();
-        let fleet = start_fleet(&settings, &http, &sim).await;
+        let fleet = start_fleet(&settings, &http, &sim, &clock).await;
 
         let digits = u64::from_str_radix(&id[..12], 16).expect("hex") % 1_000_000_000_000;
         let waba_id = format!("19{digits:012}");
@@ -176,13 +186,14 @@ impl TestFleet {
             http,
             db_name,
             cleaned: false,
+            clock,
         }
     }
 
     /// A rolling restart: a second fleet starts on the same database and queues, then the first
     /// stops (finishing its in-flight work); single active consumers hand the shards over.
     pub async fn restart(&mut self) {
-        let fleet = start_fleet(&self.settings, &self.http, &self.sim).await;
+        let fleet = start_fleet(&self.settings, &self.http, &self.sim, &self.clock).await;
         let old = std::mem::replace(&mut self.fleet, fleet);
         old.stop().await.expect("fleet stops cleanly");
     }
@@ -314,6 +325,72 @@ impl TestFleet {
         Topology::from_settings(&self.settings)
     }
 
+    /// Registers a second sender number for the tenant, on the simulator and in our database;
+    /// returns its phone number id.
+    pub async fn add_sender(&self, suffix: u8, phone: &str) -> String {
+        let mut phone_number_id = format!("{}{suffix:02}", &self.phone_number_id[..12]);
+        if phone_number_id == self.phone_number_id {
+            phone_number_id = format!("{}{:02}", &self.phone_number_id[..12], (suffix + 1) % 100);
+        }
+        sim_post(
+            &self.http,
+            &self.sim,
+            "/_sim/numbers",
+            json!({
+                "phone_number_id": phone_number_id, "waba_id": self.waba_id,
+                "display_phone_number": phone, "verified_name": "Acme Test",
+            }),
+        )
+        .await;
+        sqlx::query(
+            "INSERT INTO senders (id, tenant_id, phone_number_id, phone_e164, display_name)
+             VALUES ($1, $2, $3, $4, 'Acme Test')",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(self.tenant_id)
+        .bind(&phone_number_id)
+        .bind(phone)
+        .execute(&self.pool)
+        .await
+        .expect("second sender");
+        phone_number_id
+    }
+
+    /// `POST {path}` on ingest with the tenant's (admin) API key.
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.fleet.ingest_url))
+            .bearer_auth(&self.api_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("ingest answers");
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls `GET {path}` on ingest until `done` holds (10 s at most).
+    pub async fn wait_for_get(
+        &self,
+        path: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, v) = self.get(path).await;
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; {path} is {v:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops the fleet and removes the test's queues and database.
     pub async fn stop(mut self) {
         self.cleaned = true;
@@ -367,8 +444,13 @@ async fn remove_test_resources(settings: &Settings, db_name: &str) {
 }
 
 /// Starts the services with `settings` and points the simulator's webhooks at them.
-async fn start_fleet(settings: &Settings, http: &reqwest::Client, sim: &str) -> Fleet {
-    let fleet = Fleet::start(settings.clone(), None, wafleet::fleet::system_clock())
+async fn start_fleet(
+    settings: &Settings,
+    http: &reqwest::Client,
+    sim: &str,
+    clock: &wafleet_core::clock::SharedClock,
+) -> Fleet {
+    let fleet = Fleet::start(settings.clone(), None, clock.clone())
         .await
         .expect("fleet starts (RabbitMQ up?)");
     let res = http

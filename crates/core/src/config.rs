@@ -63,6 +63,31 @@ pub struct DispatchSettings {
     /// Delays of the retry tier queues, shortest first.
     #[serde(with = "humantime_ms_vec")]
     pub retry_tiers: Vec<Duration>,
+    /// Each retry waits its tier's delay shortened by up to this share (0–50 %), so a burst of
+    /// failures does not come back as a burst.
+    pub retry_jitter_percent: u8,
+    /// Attempts allowed for codes that retry only a few times (131000, unknown codes) before
+    /// the message is dead-lettered with the raw error.
+    pub limited_retries: u32,
+    /// How long a recipient is held after Meta's 131049 (its per-user marketing limit).
+    #[serde(with = "humantime_ms")]
+    pub recipient_hold: Duration,
+    /// How long a sender, template or account circuit stays open before a probe may pass.
+    #[serde(with = "humantime_ms")]
+    pub circuit_open_for: Duration,
+    /// While a half-open probe is in flight, other held messages wait this long; a probe that
+    /// has not reported back after it is presumed lost and another may pass.
+    #[serde(with = "humantime_ms")]
+    pub circuit_probe_wait: Duration,
+    /// How often the deferred releaser looks for due holds, and how many it takes at once.
+    #[serde(with = "humantime_ms")]
+    pub releaser_interval: Duration,
+    pub releaser_batch: i64,
+    /// After Meta's 130429 a sender sends at this share of `sender_rate` (1–100 %) …
+    pub throttled_rate_percent: u8,
+    /// … for this long after the last 130429.
+    #[serde(with = "humantime_ms")]
+    pub throttled_for: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +133,15 @@ impl Default for Settings {
                 ambiguous_resend_after: Duration::from_secs(600),
                 sender_rate: 80,
                 retry_tiers: [5, 30, 120, 600].map(Duration::from_secs).to_vec(),
+                retry_jitter_percent: 20,
+                limited_retries: 3,
+                recipient_hold: Duration::from_secs(24 * 3600),
+                circuit_open_for: Duration::from_secs(3600),
+                circuit_probe_wait: Duration::from_secs(30),
+                releaser_interval: Duration::from_secs(1),
+                releaser_batch: 500,
+                throttled_rate_percent: 25,
+                throttled_for: Duration::from_secs(10),
             },
             ingest: IngestSettings {
                 outbox_after: Duration::from_secs(10),
@@ -161,6 +195,12 @@ impl Settings {
         }
         if self.dispatch.retry_tiers.is_empty() {
             return bad("dispatch.retry_tiers needs at least one delay");
+        }
+        if self.dispatch.retry_jitter_percent > 50 {
+            return bad("dispatch.retry_jitter_percent is at most 50");
+        }
+        if self.dispatch.releaser_batch < 1 {
+            return bad("dispatch.releaser_batch must be at least 1");
         }
         if self.amqp_prefix.is_empty() || self.amqp_prefix.contains(char::is_whitespace) {
             return bad("amqp_prefix must be a non-empty name without spaces");

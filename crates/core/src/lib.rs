@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod contract;
 pub mod db;
+pub mod dead_letters;
 pub mod domain;
 pub mod http;
 pub mod secrets;

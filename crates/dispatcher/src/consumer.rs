@@ -117,9 +117,21 @@ async fn process(ctx: &Ctx, topology: &Topology, publisher: &Publisher, deliveri
         let forwarded = match disposition {
             Disposition::Done => Ok(()),
             Disposition::RetryLater { tier } => {
-                forward(publisher, &topology.retry_exchange(tier), &delivery).await
+                let ttl = jittered(
+                    ctx.settings.retry_tiers[tier],
+                    ctx.settings.retry_jitter_percent,
+                );
+                forward(
+                    publisher,
+                    &topology.retry_exchange(tier),
+                    &delivery,
+                    Some(ttl),
+                )
+                .await
             }
-            Disposition::Dead => forward(publisher, &topology.dead_exchange(), &delivery).await,
+            Disposition::Dead => {
+                forward(publisher, &topology.dead_exchange(), &delivery, None).await
+            }
         };
         match forwarded {
             Ok(()) => settle(delivery.ack(BasicAckOptions::default()).await),
@@ -138,21 +150,34 @@ async fn process(ctx: &Ctx, topology: &Topology, publisher: &Publisher, deliveri
     }
 }
 
-/// Republishes a delivery (same body, routing key and trace headers; retry count + 1).
+/// The tier's delay shortened by a random share of up to `percent`. The queue's own TTL stays
+/// the upper bound; a per-message `expiration` below it spreads a burst of retries out.
+fn jittered(delay: Duration, percent: u8) -> Duration {
+    let cut = rand::random_range(0..=u32::from(percent.min(50)));
+    delay * (100 - cut) / 100
+}
+
+/// Republishes a delivery (same body, routing key and trace headers; retry count + 1), with a
+/// per-message TTL when given.
 async fn forward(
     publisher: &Publisher,
     exchange: &str,
     delivery: &Delivery,
+    ttl: Option<Duration>,
 ) -> Result<(), amqp::PublishError> {
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     let retries = amqp::header_i64(&delivery.properties, RETRY_COUNT_HEADER).unwrap_or(0) + 1;
     headers.insert(RETRY_COUNT_HEADER.into(), AMQPValue::LongLongInt(retries));
+    let mut properties = delivery.properties.clone().with_headers(headers);
+    if let Some(ttl) = ttl {
+        properties = properties.with_expiration(ttl.as_millis().max(1).to_string().into());
+    }
     publisher
         .publish(Outgoing {
             exchange,
             routing_key: delivery.routing_key.as_str(),
             body: &delivery.data,
-            properties: delivery.properties.clone().with_headers(headers),
+            properties,
             mandatory: true,
         })
         .await

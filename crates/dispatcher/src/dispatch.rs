@@ -1,8 +1,11 @@
 //! The dispatcher's deterministic seam: a batch of dispatch envelopes in, a disposition per
 //! envelope out (ack, retry later through a tier queue, or dead-letter). The consume loop in
-//! `consumer` is a thin shell around `handle_batch`; tests call it directly.
+//! `consumer` is a thin shell around `handle_batch`; tests call it directly. Each failure's
+//! class (see `classify`) picks what the message waits on; waits longer than the last retry
+//! tier become held rows (deferred, reason other than `retry`) that the `releaser` brings back.
 
 use crate::{
+    circuits::{self, Gate, Gates, Scope},
     classify::{Class, classify},
     graph_client::{GraphClient, build_body},
     store::{self, Claimed, Outcome},
@@ -27,6 +30,8 @@ pub struct Ctx {
     pub tokens: TokenCache,
     /// One budget per sender phone number; exact because one process owns a sender (SAC shards).
     pub limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    /// The slower budget of senders Meta throttled recently (130429).
+    pub throttle: crate::throttle::Throttle,
     pub clock: SharedClock,
     pub settings: DispatchSettings,
 }
@@ -62,7 +67,8 @@ pub async fn handle_batch(
     let ids: Vec<MessageId> = batch.iter().map(|e| e.message_id).collect();
     let (claimed, unclaimed) = store::claim(&ctx.pool, &ids, now, resend_cutoff).await?;
 
-    let results = join_all(claimed.iter().map(|c| attempt(ctx, c, now))).await;
+    let gates = Gates::load(&ctx.pool, &claimed, now).await?;
+    let results = join_all(claimed.iter().map(|c| attempt(ctx, &gates, c, now))).await;
     let (outcomes, dispositions): (Vec<Outcome>, Vec<(MessageId, Disposition)>) =
         results.into_iter().unzip();
     store::record(&ctx.pool, &outcomes, now).await?;
@@ -95,7 +101,10 @@ pub async fn handle_batch(
 
 use Disposition::RetryLater;
 
-/// One attempt for a claimed message: expire, or wait for the sender's budget and call Meta.
+type Attempted = (Outcome, (MessageId, Disposition));
+
+/// One attempt for a claimed message: expire, hold it behind a gate, or wait for the sender's
+/// budget and call Meta, then act on the answer's class.
 #[tracing::instrument(name = "dispatch message", skip_all, fields(
     message_id = %claimed.id,
     tenant = %claimed.tenant_id,
@@ -103,11 +112,7 @@ use Disposition::RetryLater;
     to = %mask_phone(&claimed.recipient),
     attempt = claimed.attempts,
 ))]
-async fn attempt(
-    ctx: &Ctx,
-    claimed: &Claimed,
-    now: DateTime<Utc>,
-) -> (Outcome, (MessageId, Disposition)) {
+async fn attempt(ctx: &Ctx, gates: &Gates, claimed: &Claimed, now: DateTime<Utc>) -> Attempted {
     let outcome = |state: &'static str, reason: Option<String>| Outcome {
         id: claimed.id,
         tenant_id: claimed.tenant_id,
@@ -118,6 +123,8 @@ async fn attempt(
         error: None,
         not_before: None,
         detail: None,
+        attempted: true,
+        dead: false,
     };
     let done = (claimed.id, Disposition::Done);
     if claimed.not_after.is_some_and(|t| t <= now) {
@@ -126,6 +133,21 @@ async fn attempt(
             done,
         );
     }
+    let probe_wait = duration(ctx.settings.circuit_probe_wait);
+    let breakers = match gates.check(&ctx.pool, claimed, now, probe_wait).await {
+        Ok(Gate::Pass { breakers }) => breakers,
+        Ok(Gate::Hold { until, reason }) => {
+            // Not an attempt: Meta was not called, so the retry budget is untouched.
+            let mut o = hold(outcome(state::DEFERRED, None), reason, until);
+            o.attempted = false;
+            return (o, done);
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot read circuits and holds");
+            let o = outcome(state::DEFERRED, Some("retry".into()));
+            return retry_or_give_up(ctx, claimed, o, None, now);
+        }
+    };
     let token = match ctx.tokens.get(&ctx.pool, claimed.tenant_id).await {
         Ok(Some(token)) => token,
         Ok(None) => {
@@ -136,16 +158,12 @@ async fn attempt(
         }
         Err(err) => {
             tracing::error!(error = %err, "cannot open the tenant's Meta token");
-            return retry_or_give_up(
-                ctx,
-                claimed,
-                outcome(state::DEFERRED, Some("retry".into())),
-                None,
-                now,
-            );
+            let o = outcome(state::DEFERRED, Some("retry".into()));
+            return retry_or_give_up(ctx, claimed, o, None, now);
         }
     };
     ctx.limiter.until_key_ready(&claimed.phone_number_id).await;
+    ctx.throttle.wait(&claimed.phone_number_id).await;
     let body = build_body(&claimed.content.0, &claimed.recipient, claimed.id);
     let started = Instant::now();
     let result = ctx
@@ -153,41 +171,136 @@ async fn attempt(
         .send(&token, &claimed.phone_number_id, &body)
         .await;
     let elapsed = started.elapsed().as_secs_f64();
-    match result {
+    let error = match result {
         Ok(success) => {
             metrics::histogram!("wafleet_graph_duration_seconds", "outcome" => "ok")
                 .record(elapsed);
+            if !breakers.is_empty()
+                && let Err(err) = circuits::close(&ctx.pool, claimed.tenant_id, &breakers).await
+            {
+                // The next probe closes it instead.
+                tracing::warn!(error = %err, "could not close a circuit after a successful probe");
+            }
             let mut o = outcome(state::SENT, None);
-            o.detail =
-                Some(json!({ "wamid": success.wamid, "message_status": success.message_status }));
+            o.detail = Some(json!({
+                "attempt": claimed.attempts,
+                "wamid": success.wamid,
+                "message_status": success.message_status,
+            }));
             o.wamid = Some(success.wamid);
             o.wa_id = success.wa_id;
+            return (o, done);
+        }
+        Err(error) => error,
+    };
+    metrics::histogram!("wafleet_graph_duration_seconds", "outcome" => "error").record(elapsed);
+    let class = classify(&error);
+    let code = error
+        .code
+        .map_or_else(|| "transport".to_owned(), |c| c.to_string());
+    metrics::counter!("wafleet_graph_errors_total", "class" => class.as_str()).increment(1);
+    tracing::warn!(meta.error.code = %code, http_status = ?error.http_status, class = class.as_str(), "Graph call failed");
+    // The event trail keeps every attempt: its number, Meta's code, details and fbtrace_id.
+    let mut detail = error.to_json();
+    detail["attempt"] = json!(claimed.attempts);
+    detail["class"] = json!(class.as_str());
+    let mut o = outcome(state::DEFERRED, Some("retry".into()));
+    o.error = Some(detail.clone());
+    o.detail = Some(detail.clone());
+    let tiers = &ctx.settings.retry_tiers;
+    let longest = tiers.last().copied().unwrap_or_default();
+    match class {
+        Class::Permanent => {
+            o.state = state::FAILED;
+            o.reason = Some(format!("meta_{code}"));
             (o, done)
         }
-        Err(error) => {
-            metrics::histogram!("wafleet_graph_duration_seconds", "outcome" => "error")
-                .record(elapsed);
-            let code = error
-                .code
-                .map_or_else(|| "transport".to_owned(), |c| c.to_string());
-            tracing::warn!(meta.error.code = %code, http_status = ?error.http_status, "Graph call failed");
-            let detail = error.to_json();
-            match classify(&error) {
-                Class::Permanent => {
-                    let mut o = outcome(state::FAILED, Some(format!("meta_{code}")));
-                    o.error = Some(detail.clone());
-                    o.detail = Some(detail);
-                    (o, done)
-                }
-                Class::Retry => {
-                    let mut o = outcome(state::DEFERRED, Some("retry".into()));
-                    o.error = Some(detail.clone());
-                    o.detail = Some(detail);
-                    retry_or_give_up(ctx, claimed, o, error.retry_after, now)
-                }
+        Class::RetrySender => {
+            ctx.throttle.note_throttled(&claimed.phone_number_id);
+            retry_or_give_up(ctx, claimed, o, None, now)
+        }
+        Class::Transient => retry_or_give_up(ctx, claimed, o, None, now),
+        Class::RetryRecipient => {
+            // Meta's rule for the pair limit: wait 4^n seconds, n = 0, 1, 2…
+            let n = u32::try_from(claimed.attempts.max(1) - 1)
+                .unwrap_or(0)
+                .min(8);
+            let wait = std::time::Duration::from_secs(4u64.pow(n));
+            retry_or_give_up(ctx, claimed, o, Some(wait), now)
+        }
+        Class::RetrySlow => match error.retry_after {
+            // Longer than any tier: a held row, not a queue TTL.
+            Some(wait) if wait > longest && claimed.attempts as usize <= tiers.len() => {
+                (hold(o, "retry_after", now + duration(wait)), done)
+            }
+            wait => retry_or_give_up(ctx, claimed, o, wait, now),
+        },
+        Class::Limited => {
+            if claimed.attempts.max(1) as u32 >= ctx.settings.limited_retries {
+                (give_up(o), (claimed.id, Disposition::Dead))
+            } else {
+                retry_or_give_up(ctx, claimed, o, None, now)
             }
         }
+        Class::DeferRecipient => {
+            let until = now + duration(ctx.settings.recipient_hold);
+            if let Err(err) =
+                circuits::hold_recipient(&ctx.pool, claimed.tenant_id, &claimed.recipient, until)
+                    .await
+            {
+                // The message itself is still held; only its siblings may try once more.
+                tracing::error!(error = %err, "could not record the recipient hold");
+            }
+            (hold(o, "recipient_hold", until), done)
+        }
+        Class::HaltTemplate | Class::HaltSender | Class::HaltAccount => {
+            let scope = match class {
+                Class::HaltTemplate => Scope::Template,
+                Class::HaltSender => Scope::Sender,
+                _ => Scope::Account,
+            };
+            let key = circuits::keys_of(claimed)
+                .into_iter()
+                .find(|(s, _)| *s == scope)
+                .map(|(_, k)| k)
+                .unwrap_or_default();
+            let until = now + duration(ctx.settings.circuit_open_for);
+            if let Err(err) = circuits::open(
+                &ctx.pool,
+                claimed.tenant_id,
+                scope,
+                &key,
+                &detail,
+                now,
+                until,
+            )
+            .await
+            {
+                tracing::error!(error = %err, "could not record an opened circuit");
+            }
+            (hold(o, scope.hold_reason(), until), done)
+        }
     }
+}
+
+/// A held row: deferred with `reason` (never `retry`) until `until`, released by the releaser.
+fn hold(mut outcome: Outcome, reason: &str, until: DateTime<Utc>) -> Outcome {
+    outcome.state = state::DEFERRED;
+    outcome.reason = Some(reason.to_owned());
+    outcome.not_before = Some(until);
+    outcome
+}
+
+/// Failed with the last error, and dead-lettered.
+fn give_up(mut outcome: Outcome) -> Outcome {
+    outcome.state = state::FAILED;
+    outcome.reason = Some("retries_exhausted".into());
+    outcome.dead = true;
+    outcome
+}
+
+fn duration(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 /// Schedules the next attempt on the shortest tier that covers what Meta asked for, or gives up
@@ -195,25 +308,72 @@ async fn attempt(
 fn retry_or_give_up(
     ctx: &Ctx,
     claimed: &Claimed,
-    mut outcome: Outcome,
+    outcome: Outcome,
     wait_at_least: Option<std::time::Duration>,
     now: DateTime<Utc>,
-) -> (Outcome, (MessageId, Disposition)) {
+) -> Attempted {
     let tiers = &ctx.settings.retry_tiers;
-    let attempt = claimed.attempts.max(1) as usize;
+    let Some(tier) = pick_tier(tiers, claimed.attempts, wait_at_least) else {
+        return (give_up(outcome), (claimed.id, Disposition::Dead));
+    };
+    let mut outcome = outcome;
+    outcome.not_before = Some(now + duration(tiers[tier]));
+    (outcome, (claimed.id, Disposition::RetryLater { tier }))
+}
+
+/// The retry tier after attempt `attempt` (1-based): tier n for attempt n, or a longer one that
+/// covers what Meta asked for; `None` once every tier was used.
+fn pick_tier(
+    tiers: &[std::time::Duration],
+    attempt: i32,
+    wait_at_least: Option<std::time::Duration>,
+) -> Option<usize> {
+    let attempt = usize::try_from(attempt.max(1)).unwrap_or(1);
     if attempt > tiers.len() {
-        outcome.state = state::FAILED;
-        outcome.reason = Some("retries_exhausted".into());
-        return (outcome, (claimed.id, Disposition::Dead));
+        return None;
     }
-    let mut tier = attempt - 1;
-    if let Some(wait) = wait_at_least {
-        tier = tiers
+    let tier = attempt - 1;
+    Some(match wait_at_least {
+        Some(wait) => tiers
             .iter()
             .position(|t| *t >= wait)
             .unwrap_or(tiers.len() - 1)
-            .max(tier);
+            .max(tier),
+        None => tier,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_tier;
+    use std::time::Duration;
+
+    fn tiers() -> Vec<Duration> {
+        [5, 30, 120, 600].map(Duration::from_secs).to_vec()
     }
-    outcome.not_before = Some(now + chrono::Duration::from_std(tiers[tier]).unwrap_or_default());
-    (outcome, (claimed.id, Disposition::RetryLater { tier }))
+
+    #[test]
+    fn attempt_n_waits_on_tier_n_until_the_tiers_run_out() {
+        assert_eq!(pick_tier(&tiers(), 1, None), Some(0));
+        assert_eq!(pick_tier(&tiers(), 4, None), Some(3));
+        assert_eq!(pick_tier(&tiers(), 5, None), None);
+    }
+
+    #[test]
+    fn a_wait_meta_asks_for_picks_the_shortest_tier_that_covers_it() {
+        // 131056 on the third attempt: 4^2 = 16 s, already covered by that attempt's own tier.
+        assert_eq!(
+            pick_tier(&tiers(), 3, Some(Duration::from_secs(16))),
+            Some(2)
+        );
+        assert_eq!(
+            pick_tier(&tiers(), 1, Some(Duration::from_secs(16))),
+            Some(1)
+        );
+        // Longer than every tier: the last one.
+        assert_eq!(
+            pick_tier(&tiers(), 1, Some(Duration::from_secs(3600))),
+            Some(3)
+        );
+    }
 }

@@ -1,13 +1,17 @@
 //! wafleet-dispatcher: consumes the dispatch shards (one active consumer per shard, so one
 //! process owns each sender), claims each message, calls Meta's Graph API within the sender's
 //! rate, records the outcome, and only then acks. Failures are classified by Meta's error code:
-//! retried through TTL tier queues, or recorded as failed.
+//! retried through TTL tier queues, held behind circuit breakers and recipient holds (released
+//! by the deferred releaser), dead-lettered, or recorded as failed.
 
+pub mod circuits;
 pub mod classify;
 pub mod consumer;
 pub mod dispatch;
 pub mod graph_client;
+pub mod releaser;
 pub mod store;
+pub mod throttle;
 pub mod tokens;
 
 use anyhow::Context;
@@ -77,6 +81,11 @@ impl Application {
             graph,
             tokens: tokens::TokenCache::new(secrets, Duration::from_secs(60)),
             limiter: dispatch::Ctx::sender_limiter(settings.dispatch.sender_rate),
+            throttle: throttle::Throttle::new(
+                settings.dispatch.sender_rate,
+                settings.dispatch.throttled_rate_percent,
+                settings.dispatch.throttled_for,
+            ),
             clock,
             settings: settings.dispatch.clone(),
         });
@@ -109,14 +118,26 @@ impl Application {
                 cancel.clone(),
             )));
         }
-        let limiter = self.ctx.limiter.clone();
+        tasks.spawn(releaser::run(
+            self.ctx.pool.clone(),
+            self.publisher.clone(),
+            self.topology.clone(),
+            self.ctx.clock.clone(),
+            self.ctx.settings.releaser_interval,
+            self.ctx.settings.releaser_batch,
+            cancel.clone(),
+        ));
+        let ctx = self.ctx.clone();
         let housekeeping_cancel = cancel.clone();
         tasks.spawn(async move {
             // Keyed limiter state grows per sender; forget idle ones.
             loop {
                 tokio::select! {
                     _ = housekeeping_cancel.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(60)) => limiter.retain_recent(),
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {
+                        ctx.limiter.retain_recent();
+                        ctx.throttle.retain_recent();
+                    }
                 }
             }
         });

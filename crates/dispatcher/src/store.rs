@@ -42,7 +42,10 @@ pub async fn claim(
     let claimed: Vec<Claimed> = sqlx::query_as(
         "UPDATE messages SET state = 'dispatching', claimed_at = $2, attempts = attempts + 1, updated_at = $2
          WHERE id = ANY($1) AND direction = 'out'
-           AND (state IN ('accepted', 'queued', 'deferred')
+           -- A held row (deferred for anything but `retry`) belongs to the releaser until it
+           -- is due: a stray envelope must not send it early (a recipient hold, a circuit).
+           AND (state IN ('accepted', 'queued')
+                OR (state = 'deferred' AND (reason = 'retry' OR not_before <= $2))
                 OR (state = 'dispatching' AND wamid IS NULL AND claimed_at < $3))
          RETURNING id, tenant_id, phone_number_id, recipient, content, not_after, attempts",
     )
@@ -91,6 +94,10 @@ pub struct Outcome {
     pub error: Option<Value>,
     pub not_before: Option<DateTime<Utc>>,
     pub detail: Option<Value>,
+    /// Whether Meta was called; a message held by a gate does not spend its retry budget.
+    pub attempted: bool,
+    /// Given up and sent to `<p>.dead`: listed and redriven as a dead letter.
+    pub dead: bool,
 }
 
 /// Records outcomes: one UPDATE and one event INSERT for the whole batch. The state moves only
@@ -112,6 +119,8 @@ pub async fn record(
     let wa_ids: Vec<Option<String>> = outcomes.iter().map(|o| o.wa_id.clone()).collect();
     let errors: Vec<Option<Value>> = outcomes.iter().map(|o| o.error.clone()).collect();
     let not_before: Vec<Option<DateTime<Utc>>> = outcomes.iter().map(|o| o.not_before).collect();
+    let attempted: Vec<bool> = outcomes.iter().map(|o| o.attempted).collect();
+    let dead: Vec<bool> = outcomes.iter().map(|o| o.dead).collect();
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE messages m SET
@@ -121,10 +130,13 @@ pub async fn record(
              wa_id = COALESCE(u.wa_id, m.wa_id),
              error = COALESCE(u.error, m.error),
              not_before = u.not_before,
+             attempts = CASE WHEN u.attempted THEN m.attempts ELSE GREATEST(m.attempts - 1, 0) END,
+             dead_lettered_at = CASE WHEN u.dead AND m.state = 'dispatching' THEN $9 ELSE m.dead_lettered_at END,
              status_at = CASE WHEN u.state = 'sent' THEN COALESCE(m.status_at, $9) ELSE m.status_at END,
              updated_at = $9
-         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::timestamptz[])
-              AS u(id, tenant_id, state, reason, wamid, wa_id, error, not_before)
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::timestamptz[],
+                     $10::bool[], $11::bool[])
+              AS u(id, tenant_id, state, reason, wamid, wa_id, error, not_before, attempted, dead)
          WHERE m.id = u.id AND m.tenant_id = u.tenant_id",
     )
     .bind(&ids)
@@ -136,6 +148,8 @@ pub async fn record(
     .bind(&errors)
     .bind(&not_before)
     .bind(now)
+    .bind(&attempted)
+    .bind(&dead)
     .execute(&mut *tx)
     .await?;
     let events: Vec<Event> = outcomes

@@ -23,6 +23,8 @@ pub(crate) struct GraphError {
     pub message: String,
     pub details: String,
     pub subcode: Option<i64>,
+    /// Injected fault: drop the connection instead of answering.
+    pub reset: bool,
 }
 
 impl GraphError {
@@ -34,7 +36,14 @@ impl GraphError {
             message: format!("(#{code}) {}", title_for(code)),
             details: details.into(),
             subcode: None,
+            reset: false,
         }
+    }
+
+    /// Marks the error as a dropped connection (no answer at all).
+    pub fn reset(mut self) -> Self {
+        self.reset = true;
+        self
     }
 
     /// `100` "Invalid parameter" naming what is wrong.

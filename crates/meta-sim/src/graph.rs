@@ -88,7 +88,14 @@ async fn send_message(
         }
         Err(error) => {
             Stats::add(&sim.stats.sends_error, 1);
-            record.error_code = Some(error.code);
+            let reset = error.reset;
+            record.error_code = (!reset).then_some(error.code);
+            if reset {
+                sim.record_send(record);
+                // Unwinding out of the handler ends the connection task: the client sees the
+                // connection close with no answer, as on a reset. No panic hook runs.
+                std::panic::resume_unwind(Box::new("simulated connection reset"));
+            }
             error.into_response()
         }
     };
@@ -117,11 +124,15 @@ async fn accept(
         if !inner.take_send_token(phone_number_id, Instant::now()) {
             return Err(GraphError::new(130429, details_for(130429)));
         }
-        inner.take_fault(phone_number_id, &wa_id)
+        let template = request.pointer("/template/name").and_then(Value::as_str);
+        inner.take_fault(phone_number_id, &wa_id, template)
     };
     if let Some(fault) = fault {
         if let Some(ms) = fault.latency_ms {
             tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if fault.reset {
+            return Err(GraphError::new(0, "connection reset").reset());
         }
         if let Some(code) = fault.code {
             let mut error = GraphError::new(code, details_for(code));

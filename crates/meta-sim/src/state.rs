@@ -207,13 +207,22 @@ impl Inner {
     }
 
     /// The first fault matching this request, consuming one of its `times`.
-    pub fn take_fault(&mut self, phone_number_id: &str, to_digits: &str) -> Option<Fault> {
+    pub fn take_fault(
+        &mut self,
+        phone_number_id: &str,
+        to_digits: &str,
+        template: Option<&str>,
+    ) -> Option<Fault> {
         let index = self.faults.iter().position(|f| {
             f.phone_number_id
                 .as_deref()
                 .is_none_or(|id| id == phone_number_id)
                 && f.to.as_deref().is_none_or(|to| digits(to) == to_digits)
+                && f.template.as_deref().is_none_or(|t| Some(t) == template)
                 && f.times != Some(0)
+                // A rate below 100 % lets the rest through untouched (and uncounted).
+                && f.error_rate_percent
+                    .is_none_or(|p| rand::random_range(0..100u8) < p)
         })?;
         let fault = &mut self.faults[index];
         let taken = fault.clone();

@@ -91,8 +91,10 @@ pub struct RecordedSend {
 
 /// A fault injected into the send endpoint (`POST /_sim/faults`).
 ///
-/// A request matches when every filter that is set matches. The first matching fault applies:
-/// it adds latency, then (if `code` is set) answers with that Graph error instead of sending.
+/// A request matches when every filter that is set matches (and the `error_rate_percent` draw
+/// hits). The first matching fault applies: it adds latency, then drops the connection
+/// (`reset`), or (if `code` is set) answers with that Graph error instead of sending. A latency
+/// above the client's timeout simulates a timeout.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Fault {
     /// Only requests from this sender; any sender when absent.
@@ -113,6 +115,15 @@ pub struct Fault {
     /// How many matching requests the fault applies to; until cleared when absent.
     #[serde(default)]
     pub times: Option<u32>,
+    /// Only template sends of this template name; any request when absent.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Share of matching requests the fault hits, 0–100; every one when absent.
+    #[serde(default)]
+    pub error_rate_percent: Option<u8>,
+    /// Drop the connection without an answer (a reset), after any latency.
+    #[serde(default)]
+    pub reset: bool,
 }
 
 /// Runtime configuration update (`PUT /_sim/config`); absent fields are left unchanged.

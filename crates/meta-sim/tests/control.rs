@@ -154,3 +154,80 @@ async fn listings_require_a_bearer_token() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED.as_u16());
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn a_fault_can_target_one_template_and_a_share_of_its_requests() {
+    // Arrange
+    let sim = TestSim::start(None).await;
+    sim.register_defaults(None).await;
+    sim.control(
+        Method::POST,
+        "/_sim/faults",
+        json!({"template": "another_template", "code": 2}),
+    )
+    .await;
+    sim.control(
+        Method::POST,
+        "/_sim/faults",
+        json!({"template": "order_update", "code": 131000, "error_rate_percent": 0}),
+    )
+    .await;
+    sim.control(
+        Method::POST,
+        "/_sim/faults",
+        json!({"template": "order_update", "code": 132015, "error_rate_percent": 100, "times": 1}),
+    )
+    .await;
+
+    // Act
+    let (paused, body) = sim
+        .send(NUMBER, template_send("+15550001111", "t-1", &["x"]))
+        .await;
+    let (ok, _) = sim
+        .send(NUMBER, template_send("+15550001111", "t-2", &["x"]))
+        .await;
+
+    // Assert
+    assert!(paused.is_client_error() || paused.is_server_error());
+    assert_eq!(body["error"]["code"], 132015);
+    assert_eq!(
+        ok,
+        StatusCode::OK,
+        "a 0 % fault and another template's fault never hit"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_reset_fault_drops_the_connection_without_an_answer_and_is_recorded() {
+    // Arrange
+    let sim = TestSim::start(None).await;
+    sim.register_defaults(None).await;
+    sim.control(
+        Method::POST,
+        "/_sim/faults",
+        json!({"to": "+15550001111", "reset": true, "times": 1}),
+    )
+    .await;
+    let url = format!("{}/v24.0/{NUMBER}/messages", sim.base);
+
+    // Act
+    let reset = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth("test-token")
+        .json(&template_send("+15550001111", "r-1", &["x"]))
+        .send()
+        .await;
+    let (after, _) = sim
+        .send(NUMBER, template_send("+15550001111", "r-2", &["x"]))
+        .await;
+
+    // Assert
+    assert!(reset.is_err(), "no HTTP answer at all");
+    assert_eq!(after, StatusCode::OK);
+    let sends: Vec<RecordedSend> =
+        serde_json::from_value(sim.get("/_sim/sends?callback=r-1").await).expect("sends");
+    assert_eq!(sends.len(), 1);
+    assert!(sends[0].wamid.is_none() && sends[0].error_code.is_none());
+    sim.stop().await;
+}

@@ -46,6 +46,31 @@ enum Command {
         #[command(subcommand)]
         command: TemplateCommand,
     },
+    /// Dead letters: messages the dispatcher gave up on.
+    Dead {
+        #[command(subcommand)]
+        command: DeadCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadCommand {
+    /// Lists a tenant's dead letters, newest first, with Meta's last error.
+    List {
+        #[arg(long)]
+        tenant: TenantId,
+    },
+    /// Sends dead letters again (idempotent: a message already redriven is not sent twice).
+    Redrive {
+        #[arg(long)]
+        tenant: TenantId,
+        /// One message.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Option<wafleet_core::domain::MessageId>,
+        /// Every dead letter of the tenant.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -224,6 +249,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Dead { command } => {
+            let pool = wafleet_core::db::connect(&settings.database_url, 2, "wafleet-admin").await?;
+            match command {
+                DeadCommand::List { tenant } => {
+                    for d in wafleet_core::dead_letters::list(&pool, tenant, 1000).await? {
+                        println!(
+                            "{}  {}  sender={}  attempts={}  {}  error={}",
+                            d.id,
+                            d.dead_lettered_at.to_rfc3339(),
+                            d.sender.unwrap_or_default(),
+                            d.attempts,
+                            d.reason.unwrap_or_default(),
+                            d.error.unwrap_or_default(),
+                        );
+                    }
+                    Ok(())
+                }
+                DeadCommand::Redrive { tenant, id, all: _ } => {
+                    let selection = match id {
+                        Some(id) => wafleet_core::dead_letters::Selection::One(id),
+                        None => wafleet_core::dead_letters::Selection::All,
+                    };
+                    let ids = wafleet_core::dead_letters::redrive(
+                        &pool,
+                        tenant,
+                        selection,
+                        "cli",
+                        clock.now(),
+                    )
+                    .await?;
+                    println!("redrove {} message(s)", ids.len());
+                    for id in ids {
+                        println!("{id}");
+                    }
+                    Ok(())
+                }
+            }
+        }
     }
     .context("wafleet")
 }

@@ -3,5 +3,6 @@
 
 mod bad_input;
 mod delivery;
+mod faults;
 mod round_trip;
 mod webhooks;
