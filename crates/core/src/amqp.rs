@@ -352,7 +352,8 @@ impl Publisher {
     /// Publishes and waits for the broker's confirm. Publishes that fail because the connection
     /// is recovering are retried once it has recovered (a publish that never reached the broker
     /// is not a duplicate; one whose confirm was lost may be, and consumers are idempotent).
-    pub async fn publish(&self, msg: Outgoing<'_>) -> Result<(), PublishError> {
+    pub async fn publish(&self, mut msg: Outgoing<'_>) -> Result<(), PublishError> {
+        stamp_published_at(&mut msg.properties);
         tokio::time::timeout(self.timeout, self.publish_inner(&msg))
             .await
             .map_err(|_| PublishError::Timeout(self.timeout))?
@@ -395,6 +396,37 @@ impl Publisher {
                 Err(err) => return Err(err.into()),
             }
         }
+    }
+}
+
+/// Header carrying the publish time (Unix milliseconds); consumers derive their lag from it.
+pub const PUBLISHED_AT_HEADER: &str = "x-wafleet-published-at";
+
+fn stamp_published_at(props: &mut BasicProperties) {
+    let mut headers = props.headers().clone().unwrap_or_default();
+    headers.insert(
+        PUBLISHED_AT_HEADER.into(),
+        AMQPValue::LongLongInt(chrono::Utc::now().timestamp_millis()),
+    );
+    *props = props.clone().with_headers(headers);
+}
+
+/// How long a consumed message waited since it was last published by us. `None` for messages
+/// that came back through a retry tier (`x-death`): their wait was on purpose.
+pub fn delivery_lag(props: &BasicProperties) -> Option<Duration> {
+    let dead_lettered = props
+        .headers()
+        .as_ref()
+        .is_some_and(|h| h.inner().contains_key("x-death"));
+    let published = header_i64(props, PUBLISHED_AT_HEADER).filter(|_| !dead_lettered)?;
+    let lag_ms = chrono::Utc::now().timestamp_millis() - published;
+    Some(Duration::from_millis(lag_ms.max(0) as u64))
+}
+
+/// Records the consumer lag of a delivery from queue role `queue` (`intake`, `dispatch`, …).
+pub fn record_consumer_lag(queue: &'static str, props: &BasicProperties) {
+    if let Some(lag) = delivery_lag(props) {
+        crate::metrics::consumer_lag(queue, lag);
     }
 }
 

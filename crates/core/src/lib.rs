@@ -9,6 +9,8 @@ pub mod contract;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod metrics;
+pub mod monitor;
 pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;

@@ -3,5 +3,6 @@
 
 mod bad_input;
 mod delivery;
+mod observability;
 mod round_trip;
 mod webhooks;
