@@ -72,7 +72,10 @@ pub async fn handle(
     for (tenant, items) in parsed.statuses {
         crate::observe::statuses_received(&mut tx, tenant, &items).await?;
         for note in statuses::apply(&mut tx, tenant, items, true).await? {
-            wafleet_core::metrics::message_state(&note.status, None);
+            if note.status != wafleet_core::domain::state::SENT {
+                // `sent` is counted by the dispatcher when Meta accepts the send.
+                wafleet_core::metrics::message_state(&note.status, None);
+            }
             notify(ctx, "status", tenant, &note).await?;
         }
     }

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod delivery;
+mod deploy_files;
 mod observability;
 mod round_trip;
 mod webhooks;

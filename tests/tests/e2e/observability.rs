@@ -24,6 +24,16 @@ async fn intake_trace(id: &str) -> TraceId {
     accept.span_context.trace_id()
 }
 
+/// Waits until message `id` has been `state` (it may have moved on since).
+async fn wait_until_reached(t: &TestFleet, id: &str, state: &str) {
+    t.wait_for_message(id, state, |m| {
+        m["events"]
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e["state"] == state))
+    })
+    .await;
+}
+
 fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
     spans.iter().filter(|s| s.name == name).collect()
 }
@@ -36,7 +46,7 @@ async fn the_intake_span_and_the_graph_call_share_one_trace_across_the_broker() 
     let (status, b) = t.send(TestFleet::template_request("O-1"), None).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let id = b["id"].as_str().unwrap().to_owned();
-    t.wait_for_state(&id, "sent").await;
+    wait_until_reached(&t, &id, "sent").await;
     let trace = intake_trace(&id).await;
     spans
         .wait_for("POST /messages in the intake trace", |s| {
@@ -76,7 +86,7 @@ async fn a_retried_send_stays_in_its_trace_through_the_retry_tier_queue() {
 
     let (_, b) = t.send(TestFleet::template_request("O-2"), None).await;
     let id = b["id"].as_str().unwrap().to_owned();
-    t.wait_for_state(&id, "sent").await;
+    wait_until_reached(&t, &id, "sent").await;
     let trace = intake_trace(&id).await;
     spans
         .wait_for("the second Graph call in the intake trace", |s| {
@@ -114,7 +124,7 @@ async fn the_status_webhook_span_links_to_the_trace_of_the_send() {
 
     let (_, b) = t.send(TestFleet::template_request("O-3"), None).await;
     let id = b["id"].as_str().unwrap().to_owned();
-    t.wait_for_state(&id, "delivered").await;
+    wait_until_reached(&t, &id, "delivered").await;
     let trace = intake_trace(&id).await;
 
     let webhook = spans
@@ -165,7 +175,7 @@ async fn metrics_move_after_a_send() {
 
     let (_, b) = t.send(TestFleet::template_request("O-5"), None).await;
     let id = b["id"].as_str().unwrap().to_owned();
-    t.wait_for_state(&id, "delivered").await;
+    wait_until_reached(&t, &id, "delivered").await;
     let after = t.scrape(&ingest).await;
 
     let moved = |name: &str, labels: &[(&str, &str)]| {
@@ -248,6 +258,6 @@ async fn readyz_is_false_while_the_broker_is_unreachable_and_recovers() {
     t.wait_for_readiness(&webhooks, StatusCode::OK).await;
     // Work flows again after the recovery.
     let (_, b) = t.send(TestFleet::template_request("O-7"), None).await;
-    t.wait_for_state(b["id"].as_str().unwrap(), "sent").await;
+    wait_until_reached(&t, b["id"].as_str().unwrap(), "sent").await;
     t.stop().await;
 }
