@@ -493,6 +493,14 @@ pub fn adopt_trace_context(span: &tracing::Span, props: &BasicProperties) {
     let _ = span.set_parent(cx);
 }
 
+/// Links `span` to the trace context carried in `props`' headers: a batch's process span is
+/// the child of its first message's trace and links to every message's trace.
+pub fn link_trace_context(span: &tracing::Span, props: &BasicProperties) {
+    if let Some(traceparent) = header_str(props, "traceparent") {
+        crate::telemetry::link_to_traceparent(span, traceparent);
+    }
+}
+
 /// The trace context of the current span as a `traceparent` string, to store with a message.
 pub fn current_traceparent() -> Option<String> {
     use tracing_opentelemetry::OpenTelemetrySpanExt;

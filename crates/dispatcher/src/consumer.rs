@@ -82,6 +82,7 @@ async fn process(ctx: &Ctx, topology: &Topology, publisher: &Publisher, deliveri
     let mut envelopes = Vec::with_capacity(deliveries.len());
     for d in deliveries {
         amqp::record_consumer_lag("dispatch", &d.properties);
+        amqp::link_trace_context(&tracing::Span::current(), &d.properties);
         match serde_json::from_slice::<DispatchEnvelope>(&d.data) {
             Ok(env) => {
                 envelopes.push(env);
