@@ -531,6 +531,20 @@ mod tests {
     }
 
     #[test]
+    fn consumer_lag_counts_from_our_publish_but_not_through_a_retry_tier() {
+        let mut props = BasicProperties::default();
+        stamp_published_at(&mut props);
+        let lag = delivery_lag(&props).expect("stamped on publish");
+        assert!(lag < Duration::from_secs(60));
+
+        let mut headers = props.headers().clone().unwrap_or_default();
+        headers.insert("x-death".into(), AMQPValue::FieldArray(Default::default()));
+        let through_retry = props.clone().with_headers(headers);
+        assert_eq!(delivery_lag(&through_retry), None);
+        assert_eq!(delivery_lag(&BasicProperties::default()), None);
+    }
+
+    #[test]
     fn retry_tiers_have_readable_names() {
         let t = Topology::new(
             "p",
