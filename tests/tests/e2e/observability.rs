@@ -176,6 +176,8 @@ async fn metrics_move_after_a_send() {
     let (_, b) = t.send(TestFleet::template_request("O-5"), None).await;
     let id = b["id"].as_str().unwrap().to_owned();
     wait_until_reached(&t, &id, "read").await;
+    // A readiness probe refreshes the database gauge (a slow poll may have left it at 0).
+    t.wait_for_readiness(&dispatcher, StatusCode::OK).await;
     let after = t.scrape(&ingest).await;
 
     let moved = |name: &str, labels: &[(&str, &str)]| {
