@@ -27,10 +27,14 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Validate the deploy files offline
+# Validate the deploy files offline (compose, alert rules, YAML, JSON)
 deploy-check:
     docker-compose -f deploy/compose.yaml config > /dev/null
-    yamllint -d relaxed deploy/
+    promtool check rules deploy/prometheus/alerts.yml
+    yamllint -c deploy/.yamllint deploy/
+    for f in deploy/grafana/dashboards/*.json deploy/rabbitmq/definitions.json; do \
+        python3 -m json.tool "$f" > /dev/null || { echo "invalid JSON: $f"; exit 1; }; \
+    done
 
 # Run one service locally (ingest, dispatcher, webhooks, all, meta-sim)
 run service: services

@@ -381,7 +381,8 @@ impl Publisher {
     /// Publishes and waits for the broker's confirm. Publishes that fail because the connection
     /// is recovering are retried once it has recovered (a publish that never reached the broker
     /// is not a duplicate; one whose confirm was lost may be, and consumers are idempotent).
-    pub async fn publish(&self, msg: Outgoing<'_>) -> Result<(), PublishError> {
+    pub async fn publish(&self, mut msg: Outgoing<'_>) -> Result<(), PublishError> {
+        stamp_published_at(&mut msg.properties);
         tokio::time::timeout(self.timeout, self.publish_inner(&msg))
             .await
             .map_err(|_| PublishError::Timeout(self.timeout))?
@@ -424,6 +425,37 @@ impl Publisher {
                 Err(err) => return Err(err.into()),
             }
         }
+    }
+}
+
+/// Header carrying the publish time (Unix milliseconds); consumers derive their lag from it.
+pub const PUBLISHED_AT_HEADER: &str = "x-wafleet-published-at";
+
+fn stamp_published_at(props: &mut BasicProperties) {
+    let mut headers = props.headers().clone().unwrap_or_default();
+    headers.insert(
+        PUBLISHED_AT_HEADER.into(),
+        AMQPValue::LongLongInt(chrono::Utc::now().timestamp_millis()),
+    );
+    *props = props.clone().with_headers(headers);
+}
+
+/// How long a consumed message waited since it was last published by us. `None` for messages
+/// that came back through a retry tier (`x-death`): their wait was on purpose.
+pub fn delivery_lag(props: &BasicProperties) -> Option<Duration> {
+    let dead_lettered = props
+        .headers()
+        .as_ref()
+        .is_some_and(|h| h.inner().contains_key("x-death"));
+    let published = header_i64(props, PUBLISHED_AT_HEADER).filter(|_| !dead_lettered)?;
+    let lag_ms = chrono::Utc::now().timestamp_millis() - published;
+    Some(Duration::from_millis(lag_ms.max(0) as u64))
+}
+
+/// Records the consumer lag of a delivery from queue role `queue` (`intake`, `dispatch`, …).
+pub fn record_consumer_lag(queue: &'static str, props: &BasicProperties) {
+    if let Some(lag) = delivery_lag(props) {
+        crate::metrics::consumer_lag(queue, lag);
     }
 }
 
@@ -490,6 +522,14 @@ pub fn adopt_trace_context(span: &tracing::Span, props: &BasicProperties) {
     let _ = span.set_parent(cx);
 }
 
+/// Links `span` to the trace context carried in `props`' headers: a batch's process span is
+/// the child of its first message's trace and links to every message's trace.
+pub fn link_trace_context(span: &tracing::Span, props: &BasicProperties) {
+    if let Some(traceparent) = header_str(props, "traceparent") {
+        crate::telemetry::link_to_traceparent(span, traceparent);
+    }
+}
+
 /// The trace context of the current span as a `traceparent` string, to store with a message.
 pub fn current_traceparent() -> Option<String> {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -517,6 +557,20 @@ mod tests {
             seen[t.shard_for(&format!("1065403522{i:05}")) as usize] = true;
         }
         assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn consumer_lag_counts_from_our_publish_but_not_through_a_retry_tier() {
+        let mut props = BasicProperties::default();
+        stamp_published_at(&mut props);
+        let lag = delivery_lag(&props).expect("stamped on publish");
+        assert!(lag < Duration::from_secs(60));
+
+        let mut headers = props.headers().clone().unwrap_or_default();
+        headers.insert("x-death".into(), AMQPValue::FieldArray(Default::default()));
+        let through_retry = props.clone().with_headers(headers);
+        assert_eq!(delivery_lag(&through_retry), None);
+        assert_eq!(delivery_lag(&BasicProperties::default()), None);
     }
 
     #[test]

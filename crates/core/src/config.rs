@@ -38,6 +38,9 @@ pub struct Settings {
     pub dispatch: DispatchSettings,
     pub ingest: IngestSettings,
     pub webhooks: WebhookSettings,
+    /// How often each service refreshes its queue-depth and connection-state gauges.
+    #[serde(with = "humantime_ms")]
+    pub monitor_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +155,7 @@ impl Default for Settings {
                 max_body_bytes: 4 * 1024 * 1024,
                 prefetch: 32,
             },
+            monitor_interval: Duration::from_secs(10),
         }
     }
 }

@@ -85,6 +85,9 @@ pub type ReadinessCheck =
 
 /// `/healthz` (alive), `/readyz` (every check passes) and `/metrics` (Prometheus).
 pub fn ops_router(checks: Vec<ReadinessCheck>) -> Router {
+    // Record from the start, so counters moved before the first scrape are not lost.
+    crate::telemetry::metrics_handle();
+    crate::metrics::describe();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -123,7 +126,9 @@ pub fn database_check(pool: sqlx::PgPool) -> ReadinessCheck {
     Arc::new(move || {
         let pool = pool.clone();
         Box::pin(async move {
-            if crate::db::is_reachable(&pool).await {
+            let up = crate::db::is_reachable(&pool).await;
+            metrics::gauge!(crate::metrics::DATABASE_UP).set(f64::from(u8::from(up)));
+            if up {
                 Ok(())
             } else {
                 Err("database unreachable".to_owned())

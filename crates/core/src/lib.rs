@@ -10,6 +10,8 @@ pub mod db;
 pub mod dead_letters;
 pub mod domain;
 pub mod http;
+pub mod metrics;
+pub mod monitor;
 pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;

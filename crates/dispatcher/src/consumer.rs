@@ -81,6 +81,8 @@ async fn process(ctx: &Ctx, topology: &Topology, publisher: &Publisher, deliveri
     let mut valid = Vec::with_capacity(deliveries.len());
     let mut envelopes = Vec::with_capacity(deliveries.len());
     for d in deliveries {
+        amqp::record_consumer_lag("dispatch", &d.properties);
+        amqp::link_trace_context(&tracing::Span::current(), &d.properties);
         match serde_json::from_slice::<DispatchEnvelope>(&d.data) {
             Ok(env) => {
                 envelopes.push(env);
@@ -134,7 +136,10 @@ async fn process(ctx: &Ctx, topology: &Topology, publisher: &Publisher, deliveri
             }
         };
         match forwarded {
-            Ok(()) => settle(delivery.ack(BasicAckOptions::default()).await),
+            Ok(()) => {
+                count_forwarded(topology, disposition);
+                settle(delivery.ack(BasicAckOptions::default()).await)
+            }
             Err(err) => {
                 tracing::error!(error = %err, "could not forward a dispatch message; requeueing it");
                 settle(
@@ -188,5 +193,16 @@ async fn forward(
 fn settle(result: Result<bool, lapin::Error>) {
     if let Err(err) = result {
         tracing::warn!(error = %err, "could not settle a dispatch delivery; it will be redelivered");
+    }
+}
+
+/// Retries per tier and dead letters, counted once the forward is confirmed.
+fn count_forwarded(topology: &Topology, disposition: Disposition) {
+    match disposition {
+        Disposition::Done => {}
+        Disposition::RetryLater { tier } => {
+            wafleet_core::metrics::retried(amqp::tier_label(topology.retry_tiers[tier]));
+        }
+        Disposition::Dead => wafleet_core::metrics::dead_lettered(),
     }
 }

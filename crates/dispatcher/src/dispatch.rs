@@ -74,6 +74,7 @@ pub async fn handle_batch(
     store::record(&ctx.pool, &outcomes, now).await?;
     for o in &outcomes {
         metrics::counter!("wafleet_dispatch_outcomes_total", "state" => o.state).increment(1);
+        wafleet_core::metrics::message_state(o.state, o.reason.as_deref());
     }
 
     Ok(batch
@@ -162,8 +163,10 @@ async fn attempt(ctx: &Ctx, gates: &Gates, claimed: &Claimed, now: DateTime<Utc>
             return retry_or_give_up(ctx, claimed, o, None, now);
         }
     };
+    let waiting = Instant::now();
     ctx.limiter.until_key_ready(&claimed.phone_number_id).await;
     ctx.throttle.wait(&claimed.phone_number_id).await;
+    wafleet_core::metrics::limiter_wait(&claimed.phone_number_id, waiting.elapsed());
     let body = build_body(&claimed.content.0, &claimed.recipient, claimed.id);
     let started = Instant::now();
     let result = ctx

@@ -33,6 +33,7 @@ pub struct Application {
     publisher: Publisher,
     consume_conn: Arc<lapin::Connection>,
     publish_conn: Arc<lapin::Connection>,
+    monitor_interval: Duration,
 }
 
 impl Application {
@@ -96,6 +97,7 @@ impl Application {
             publisher,
             consume_conn: Arc::new(consume_conn),
             publish_conn: Arc::new(publish_conn),
+            monitor_interval: settings.monitor_interval,
         })
     }
 
@@ -141,6 +143,24 @@ impl Application {
                 }
             }
         });
+        let mut queues: Vec<String> = (0..self.topology.shards)
+            .map(|s| self.topology.shard_queue(s))
+            .collect();
+        queues
+            .extend((0..self.topology.retry_tiers.len()).map(|t| self.topology.retry_exchange(t)));
+        queues.push(self.topology.dead_queue());
+        let mut monitor = wafleet_core::monitor::Monitor::new(
+            self.ctx.pool.clone(),
+            &self.topology,
+            vec![
+                ("dispatcher/consume", self.consume_conn.clone()),
+                ("dispatcher/publish", self.publish_conn.clone()),
+            ],
+            queues,
+            self.monitor_interval,
+        );
+        monitor.tenant_health = true;
+        tasks.spawn(monitor.run(cancel.clone()));
         let checks = vec![
             database_check(self.ctx.pool.clone()),
             broker_check(self.consume_conn.clone()),

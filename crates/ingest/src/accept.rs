@@ -92,7 +92,8 @@ pub async fn accept(
             )
         }
         Err(problem) => {
-            metrics::counter!("wafleet_intake_rejected_total", "code" => problem.code).increment(1);
+            metrics::counter!("wafleet_intake_rejected_total", "channel" => "http", "code" => problem.code).increment(1);
+            wafleet_core::metrics::message_state(state::REJECTED, Some(problem.code));
             let Some(record) = record else {
                 // Nothing to file it under: the caller gets the problem and nothing is written.
                 return Ok(reply(problem.status, problem_body(&problem)));
@@ -125,6 +126,9 @@ pub async fn accept(
     }
     tx.commit().await?;
     metrics::counter!("wafleet_intake_accepted_total").increment(u64::from(publish.is_some()));
+    if publish.is_some() {
+        wafleet_core::metrics::message_state(state::ACCEPTED, None);
+    }
 
     if let Some(phone_number_id) = publish
         && let Err(err) = st

@@ -152,6 +152,7 @@ pub async fn run(
 ))]
 async fn process(st: &AppState, publisher: &Publisher, delivery: Delivery) {
     amqp::adopt_trace_context(&tracing::Span::current(), &delivery.properties);
+    amqp::record_consumer_lag("intake", &delivery.properties);
     let outcome = handle(st, &delivery.properties, &delivery.data).await;
     let settled = match outcome {
         Ok(IntakeOutcome::Accepted(_)) => true,

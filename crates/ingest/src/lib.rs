@@ -119,6 +119,20 @@ impl Application {
             .layer(TraceLayer::new_for_http());
 
         let tasks = TaskTracker::new();
+        let monitor = wafleet_core::monitor::Monitor::new(
+            state.pool.clone(),
+            &state.topology,
+            vec![
+                ("ingest/publish", connections[0].clone()),
+                ("ingest/consume", connections[1].clone()),
+            ],
+            vec![
+                state.topology.intake_queue(),
+                state.topology.intake_rejected_queue(),
+            ],
+            settings.monitor_interval,
+        );
+        tasks.spawn(monitor.run(cancel.clone()));
         // The marker outlives the producers: it stops once every sender is dropped.
         let marker_cancel = CancellationToken::new();
         let marker = tokio::spawn(publish::run_marker(

@@ -70,7 +70,12 @@ pub async fn handle(
             .increment(1);
     }
     for (tenant, items) in parsed.statuses {
+        crate::observe::statuses_received(&mut tx, tenant, &items).await?;
         for note in statuses::apply(&mut tx, tenant, items, true).await? {
+            if note.status != wafleet_core::domain::state::SENT {
+                // `sent` is counted by the dispatcher when Meta accepts the send.
+                wafleet_core::metrics::message_state(&note.status, None);
+            }
             notify(ctx, "status", tenant, &note).await?;
         }
     }
@@ -259,6 +264,7 @@ pub async fn run(
 ))]
 async fn process(ctx: &ConsumerCtx, delivery: Delivery) {
     amqp::adopt_trace_context(&tracing::Span::current(), &delivery.properties);
+    amqp::record_consumer_lag("webhooks", &delivery.properties);
     let hint = amqp::header_str(&delivery.properties, TENANT_HEADER).and_then(|t| t.parse().ok());
     let result = match handle(ctx, hint, &delivery.data).await {
         Ok(()) => delivery.ack(BasicAckOptions::default()).await,

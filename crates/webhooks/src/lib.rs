@@ -5,6 +5,7 @@
 
 pub mod consumer;
 pub mod inbound;
+pub mod observe;
 pub mod receiver;
 pub mod signature;
 pub mod statuses;
@@ -101,6 +102,18 @@ impl Application {
             .merge(ops_router(checks))
             .layer(TraceLayer::new_for_http());
         let tasks = TaskTracker::new();
+        let topology = &self.consumer.topology;
+        let monitor = wafleet_core::monitor::Monitor::new(
+            self.consumer.pool.clone(),
+            topology,
+            vec![
+                ("webhooks/publish", self.connections[0].clone()),
+                ("webhooks/consume", self.connections[1].clone()),
+            ],
+            vec![topology.webhooks_queue(), topology.webhooks_dead_queue()],
+            self.settings.monitor_interval,
+        );
+        tasks.spawn(monitor.run(cancel.clone()));
         let http = tasks.spawn(wafleet_core::http::serve(
             self.listener,
             router,

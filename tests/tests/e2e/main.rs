@@ -3,6 +3,8 @@
 
 mod bad_input;
 mod delivery;
+mod deploy_files;
 mod faults;
+mod observability;
 mod round_trip;
 mod webhooks;

@@ -1,0 +1,181 @@
+//! Every metric the fleet exports, named in one place (dashboards, alert rules and runbooks
+//! under `deploy/` use these names), with their help texts and the helpers that record them.
+//!
+//! Label values are bounded: states, reason codes, outcomes, queue roles (the queue name without
+//! the `<p>.` prefix), tenant ids and sender phone number ids (Meta's ids, never phone numbers).
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use std::{sync::Once, time::Duration};
+
+/// Counter `{state, reason}`: messages entering a state (`accepted`, `rejected`, `sent`,
+/// `deferred`, `failed`, `expired`, and webhook statuses `delivered`, `read`, …).
+pub const MESSAGES: &str = "wafleet_messages_total";
+/// Counter `{channel, code}`: send requests refused at intake (HTTP 4xx or `<p>.intake.rejected`).
+pub const INTAKE_REJECTED: &str = "wafleet_intake_rejected_total";
+/// Histogram `{outcome}` (`ok`, `error`): Graph API call latency.
+pub const GRAPH_DURATION: &str = "wafleet_graph_duration_seconds";
+/// Counter `{tier}`: dispatch messages sent to a retry tier queue.
+pub const RETRIES: &str = "wafleet_dispatch_retries_total";
+/// Counter: dispatch messages that gave up and went to `<p>.dead`.
+pub const DEAD_LETTERS: &str = "wafleet_dispatch_dead_letters_total";
+/// Gauge `{scope, key}`: circuit breaker state, 0 closed, 1 half-open, 2 open.
+pub const CIRCUIT_STATE: &str = "wafleet_circuit_state";
+/// Counter `{scope, to}`: circuit breaker transitions.
+pub const CIRCUIT_TRANSITIONS: &str = "wafleet_circuit_transitions_total";
+/// Gauge `{tenant}`: business-initiated conversations used in the current cap window.
+pub const CAP_USED: &str = "wafleet_cap_used";
+/// Gauge `{tenant}`: the tenant's messaging limit (cap) in the current window.
+pub const CAP_LIMIT: &str = "wafleet_cap_limit";
+/// Histogram `{sender}`: time a send waited for its sender's rate limiter.
+pub const LIMITER_WAIT: &str = "wafleet_limiter_wait_seconds";
+/// Gauge `{queue}`: messages ready in a queue (polled with a passive declare).
+pub const QUEUE_MESSAGES: &str = "wafleet_queue_messages";
+/// Gauge `{queue}`: consumers attached to a queue.
+pub const QUEUE_CONSUMERS: &str = "wafleet_queue_consumers";
+/// Histogram `{queue}`: time from publish to the start of processing (consumer lag).
+pub const CONSUMER_LAG: &str = "wafleet_consumer_lag_seconds";
+/// Histogram `{status}`: Meta's status timestamp → the webhook being processed here.
+pub const WEBHOOK_LAG: &str = "wafleet_webhook_lag_seconds";
+/// Counter: webhook posts refused for a bad signature.
+pub const SIGNATURE_FAILURES: &str = "wafleet_webhook_signature_failures_total";
+/// Gauge `{connection}`: 1 while a broker connection is open, 0 while down or recovering.
+pub const BROKER_CONNECTED: &str = "wafleet_broker_connected";
+/// Gauge: 1 while the database answers, 0 otherwise.
+pub const DATABASE_UP: &str = "wafleet_database_up";
+/// Gauge `{tenant, sender}`: the sender's quality rating, 0 unknown, 1 GREEN, 2 YELLOW, 3 RED.
+pub const SENDER_QUALITY: &str = "wafleet_sender_quality";
+
+/// Circuit breaker states as the `wafleet_circuit_state` gauge encodes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    Closed = 0,
+    HalfOpen = 1,
+    Open = 2,
+}
+
+impl CircuitState {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::HalfOpen => "half_open",
+            Self::Open => "open",
+        }
+    }
+}
+
+/// Registers help texts and units once per process (Prometheus `# HELP` lines).
+pub fn describe() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        describe_counter!(MESSAGES, "Messages entering a state, by state and reason");
+        describe_counter!(INTAKE_REJECTED, "Send requests refused at intake");
+        describe_histogram!(GRAPH_DURATION, Unit::Seconds, "Graph API call latency");
+        describe_counter!(RETRIES, "Dispatch messages sent to a retry tier");
+        describe_counter!(DEAD_LETTERS, "Dispatch messages dead-lettered to <p>.dead");
+        describe_gauge!(
+            CIRCUIT_STATE,
+            "Circuit state: 0 closed, 1 half-open, 2 open"
+        );
+        describe_counter!(CIRCUIT_TRANSITIONS, "Circuit breaker transitions");
+        describe_gauge!(CAP_USED, "Conversations used in the tenant's cap window");
+        describe_gauge!(CAP_LIMIT, "The tenant's cap in the current window");
+        describe_histogram!(LIMITER_WAIT, Unit::Seconds, "Wait for the sender's rate");
+        describe_gauge!(QUEUE_MESSAGES, "Messages ready in the queue");
+        describe_gauge!(QUEUE_CONSUMERS, "Consumers attached to the queue");
+        describe_histogram!(CONSUMER_LAG, Unit::Seconds, "Publish to processing start");
+        describe_histogram!(WEBHOOK_LAG, Unit::Seconds, "Meta status time to processing");
+        describe_counter!(SIGNATURE_FAILURES, "Webhook posts with a bad signature");
+        describe_gauge!(BROKER_CONNECTED, "1 while the broker connection is open");
+        describe_gauge!(DATABASE_UP, "1 while the database answers");
+        describe_gauge!(
+            SENDER_QUALITY,
+            "Sender quality: 0 unknown, 1 GREEN, 2 YELLOW, 3 RED"
+        );
+    });
+}
+
+/// Counts a message entering `state` (`reason` is a stable code, `""` when there is none).
+pub fn message_state(state: &str, reason: Option<&str>) {
+    let (state, reason) = (state.to_owned(), reason.unwrap_or("").to_owned());
+    metrics::counter!(MESSAGES, "state" => state, "reason" => reason).increment(1);
+}
+
+/// Records how long a send waited for its sender's budget.
+pub fn limiter_wait(sender: &str, waited: Duration) {
+    metrics::histogram!(LIMITER_WAIT, "sender" => sender.to_owned()).record(waited.as_secs_f64());
+}
+
+/// Counts a dispatch message sent to retry tier `tier` (its label, e.g. `30s`).
+pub fn retried(tier: String) {
+    metrics::counter!(RETRIES, "tier" => tier).increment(1);
+}
+
+/// Counts a dispatch message dead-lettered to `<p>.dead`.
+pub fn dead_lettered() {
+    metrics::counter!(DEAD_LETTERS).increment(1);
+}
+
+/// Publishes a circuit's state (for the circuit breakers: one call per transition).
+pub fn circuit_state(scope: &'static str, key: &str, state: CircuitState) {
+    metrics::gauge!(CIRCUIT_STATE, "scope" => scope, "key" => key.to_owned())
+        .set(state as i32 as f64);
+    metrics::counter!(CIRCUIT_TRANSITIONS, "scope" => scope, "to" => state.label()).increment(1);
+}
+
+/// Publishes a tenant's cap usage and limit (for the cap accounting).
+pub fn cap(tenant: &str, used: u64, limit: u64) {
+    metrics::gauge!(CAP_USED, "tenant" => tenant.to_owned()).set(used as f64);
+    metrics::gauge!(CAP_LIMIT, "tenant" => tenant.to_owned()).set(limit as f64);
+}
+
+/// Records the lag of one consumed message in `queue` (a role such as `dispatch`).
+pub fn consumer_lag(queue: &'static str, lag: Duration) {
+    metrics::histogram!(CONSUMER_LAG, "queue" => queue).record(lag.as_secs_f64());
+}
+
+/// Records Meta's status-to-here lag for one webhook status.
+pub fn webhook_lag(status: &str, lag: Duration) {
+    metrics::histogram!(WEBHOOK_LAG, "status" => status.to_owned()).record(lag.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn circuit_states_encode_as_documented() {
+        assert_eq!(CircuitState::Closed as i32, 0);
+        assert_eq!(CircuitState::HalfOpen as i32, 1);
+        assert_eq!(CircuitState::Open as i32, 2);
+    }
+
+    #[test]
+    fn every_metric_name_is_a_valid_prometheus_name_under_our_namespace() {
+        for name in [
+            MESSAGES,
+            INTAKE_REJECTED,
+            GRAPH_DURATION,
+            RETRIES,
+            DEAD_LETTERS,
+            CIRCUIT_STATE,
+            CIRCUIT_TRANSITIONS,
+            CAP_USED,
+            CAP_LIMIT,
+            LIMITER_WAIT,
+            QUEUE_MESSAGES,
+            QUEUE_CONSUMERS,
+            CONSUMER_LAG,
+            WEBHOOK_LAG,
+            SIGNATURE_FAILURES,
+            BROKER_CONNECTED,
+            DATABASE_UP,
+            SENDER_QUALITY,
+        ] {
+            assert!(name.starts_with("wafleet_"), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+        }
+    }
+}
