@@ -1,5 +1,6 @@
 //! The HTTP API (SPEC §5). Every route authenticates a `Principal` and scopes by its tenant.
 
+pub mod admin;
 pub mod messages;
 pub mod records;
 
@@ -14,4 +15,5 @@ pub fn router() -> Router<AppState> {
         .route("/v1/messages", post(messages::send))
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/records/{type}/{id}/messages", get(records::history))
+        .merge(admin::router())
 }
