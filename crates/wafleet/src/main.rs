@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use wafleet::{admin, demo, fleet};
+use wafleet::{admin, demo, fleet, operator};
 use wafleet_core::{Settings, config::Secret, domain::TenantId, shutdown, telemetry, tenant};
 
 #[derive(Parser)]
@@ -45,6 +45,16 @@ enum Command {
     Template {
         #[command(subcommand)]
         command: TemplateCommand,
+    },
+    /// API keys of a tenant (admin, sender, reader).
+    Apikey {
+        #[command(subcommand)]
+        command: operator::ApiKeyCommand,
+    },
+    /// Senders of a tenant: add, verify by OTP, list.
+    Sender {
+        #[command(subcommand)]
+        command: operator::SenderCommand,
     },
 }
 
@@ -94,6 +104,11 @@ enum TemplateCommand {
         language: String,
         /// PARAM=MERGE_CODE pairs, in body order.
         bindings: Vec<String>,
+    },
+    /// Lists the tenant's templates with their bindings.
+    List {
+        #[arg(long)]
+        tenant: TenantId,
     },
 }
 
@@ -223,7 +238,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("bound {} parameters of {name} ({language})", pairs.len());
                 Ok(())
             }
+            TemplateCommand::List { tenant } => operator::template_list(&settings, tenant).await,
         },
+        Command::Apikey { command } => command.run(&settings).await,
+        Command::Sender { command } => command.run(&settings).await,
     }
     .context("wafleet")
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real fleet on real RabbitMQ and PostgreSQL, Meta simulated.
 //! One test binary (modules below) keeps link time down.
 
+mod admin_cli;
 mod admin_keys;
 mod admin_senders;
 mod admin_settings;
