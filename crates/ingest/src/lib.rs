@@ -3,11 +3,15 @@
 //! serves the history API. The outbox sweep republishes anything whose publish was lost.
 
 pub mod accept;
+pub mod api_keys;
 pub mod auth;
+pub mod graph_admin;
 pub mod intake;
 pub mod outbox;
 pub mod publish;
 pub mod routes;
+pub mod senders;
+pub mod settings_rules;
 pub mod state;
 pub mod templates;
 pub mod validate;
@@ -82,6 +86,7 @@ impl Application {
             topology: topology.clone(),
             dispatch: publish::DispatchPublisher::new(dispatch_publisher, topology, marks_tx),
             clock,
+            graph: graph_admin::GraphAdmin::from_settings(&settings),
         };
         Ok(Self {
             listener,

@@ -11,4 +11,6 @@ pub struct AppState {
     pub topology: Arc<Topology>,
     pub dispatch: DispatchPublisher,
     pub clock: SharedClock,
+    /// Graph access and the secret box for the administration API.
+    pub graph: crate::graph_admin::GraphAdmin,
 }

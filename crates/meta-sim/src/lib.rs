@@ -16,6 +16,7 @@ mod limiter;
 mod listing;
 mod state;
 mod types;
+mod verification;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -120,6 +121,7 @@ impl MetaSim {
         ));
         let app = graph::router()
             .merge(control::router())
+            .merge(verification::router())
             .with_state(Arc::clone(&self.sim));
         tracing::info!(port = self.port, "meta simulator listening");
         let served = axum::serve(self.listener, app)

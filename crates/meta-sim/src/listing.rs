@@ -60,21 +60,30 @@ pub(crate) async fn phone_numbers(
     headers: HeaderMap,
 ) -> Result<Json<Value>, GraphError> {
     require_bearer(&headers)?;
-    let items: Vec<Value> = sim
-        .lock()
+    let inner = sim.lock();
+    // Meta answers 100/33 for a WABA id it does not know: that is what a wrong id looks like.
+    if !inner.wabas.contains_key(&waba_id) && !inner.numbers.iter().any(|n| n.waba_id == waba_id) {
+        return Err(GraphError::unknown_object(&waba_id));
+    }
+    let items: Vec<Value> = inner
         .numbers
         .iter()
         .filter(|n| n.waba_id == waba_id)
         .map(|n| {
+            let mps = n.mps.unwrap_or(inner.default_mps);
             json!({
                 "id": n.phone_number_id,
                 "display_phone_number": n.display_phone_number,
                 "verified_name": n.verified_name.clone().unwrap_or_default(),
                 "quality_rating": n.quality_rating.clone().unwrap_or_else(|| "GREEN".to_owned()),
                 "status": "CONNECTED",
+                "code_verification_status": crate::verification::status_of(&inner, &n.phone_number_id),
+                "name_status": "APPROVED",
+                "throughput": {"level": if mps > 80 { "HIGH" } else { "STANDARD" }},
             })
         })
         .collect();
+    drop(inner);
     let next_base = format!("{}/{version}/{waba_id}/phone_numbers", sim.base_url);
     Ok(Json(paginate(items, &query, &next_base)))
 }

@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     limiters: HashMap<String, TokenBucket>,
     pub faults: Vec<Fault>,
     pub default_mps: u32,
+    /// Numbers that still need OTP verification (`crate::verification`); absent = verified.
+    pub unverified: HashMap<String, crate::verification::Pending>,
 }
 
 /// A registered template with its Graph ID.
@@ -132,6 +134,7 @@ impl Sim {
             limiters: HashMap::new(),
             faults: Vec::new(),
             default_mps: settings.default_mps,
+            unverified: HashMap::new(),
         };
         Self {
             inner: Mutex::new(inner),

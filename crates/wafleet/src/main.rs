@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use wafleet::{admin, demo, fleet};
+use wafleet::{admin, demo, fleet, operator};
 use wafleet_core::{Settings, config::Secret, domain::TenantId, shutdown, telemetry, tenant};
 
 #[derive(Parser)]
@@ -45,6 +45,16 @@ enum Command {
     Template {
         #[command(subcommand)]
         command: TemplateCommand,
+    },
+    /// API keys of a tenant (admin, sender, reader).
+    Apikey {
+        #[command(subcommand)]
+        command: operator::ApiKeyCommand,
+    },
+    /// Senders of a tenant: add, verify by OTP, list.
+    Sender {
+        #[command(subcommand)]
+        command: operator::SenderCommand,
     },
     /// Dead letters: messages the dispatcher gave up on.
     Dead {
@@ -119,6 +129,11 @@ enum TemplateCommand {
         language: String,
         /// PARAM=MERGE_CODE pairs, in body order.
         bindings: Vec<String>,
+    },
+    /// Lists the tenant's templates with their bindings.
+    List {
+        #[arg(long)]
+        tenant: TenantId,
     },
 }
 
@@ -248,7 +263,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("bound {} parameters of {name} ({language})", pairs.len());
                 Ok(())
             }
+            TemplateCommand::List { tenant } => operator::template_list(&settings, tenant).await,
         },
+        Command::Apikey { command } => command.run(&settings).await,
+        Command::Sender { command } => command.run(&settings).await,
         Command::Dead { command } => {
             let pool = wafleet_core::db::connect(&settings.database_url, 2, "wafleet-admin").await?;
             match command {

@@ -1,6 +1,10 @@
 //! End-to-end tests: the real fleet on real RabbitMQ and PostgreSQL, Meta simulated.
 //! One test binary (modules below) keeps link time down.
 
+mod admin_cli;
+mod admin_keys;
+mod admin_senders;
+mod admin_settings;
 mod bad_input;
 mod delivery;
 mod deploy_files;

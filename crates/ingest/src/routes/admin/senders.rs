@@ -1,0 +1,222 @@
+//! `/v1/senders`: list and read (reader), add, edit, verify by OTP and sync from Graph (admin).
+
+use super::caller::AdminCaller;
+use crate::{
+    auth::Principal,
+    senders::{self, AddSender, EditSender, SenderError, SenderView},
+    state::AppState,
+};
+use axum::{
+    Json,
+    extract::{Path, State, rejection::JsonRejection},
+    http::StatusCode,
+};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+use wafleet_core::{
+    domain::{Role, SenderId},
+    http::Problem,
+};
+
+impl From<SenderError> for Problem {
+    fn from(err: SenderError) -> Self {
+        let detail = err.to_string();
+        let unprocessable = |code| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, &detail);
+        match err {
+            SenderError::Invalid { field, .. } => unprocessable("invalid_field").field(field),
+            SenderError::LimitReached => unprocessable("sender_limit_reached"),
+            SenderError::NotInWaba(_) => unprocessable("sender_not_in_waba").field("phone"),
+            SenderError::Duplicate => {
+                Problem::new(StatusCode::CONFLICT, "sender_exists", detail).field("phone")
+            }
+            SenderError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not_found", detail),
+            SenderError::NotPending(_) => {
+                Problem::new(StatusCode::CONFLICT, "sender_not_pending", detail)
+            }
+            SenderError::CodeNotRequested => {
+                Problem::new(StatusCode::CONFLICT, "code_not_requested", detail)
+            }
+            SenderError::WrongCode { .. } => unprocessable("wrong_code").field("code"),
+            SenderError::Rejected => unprocessable("sender_rejected").field("code"),
+            SenderError::Graph(e) => e.into(),
+            SenderError::Database(e) => e.into(),
+        }
+    }
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
+    body.map(|Json(b)| b).map_err(|e| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            e.body_text(),
+        )
+    })
+}
+
+fn sender_id(raw: &str) -> Result<SenderId, Problem> {
+    raw.parse()
+        .map_err(|_| Problem::new(StatusCode::NOT_FOUND, "not_found", "no such sender"))
+}
+
+/// `GET /v1/senders` (reader).
+pub async fn list(
+    State(st): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, Problem> {
+    principal.require(Role::Reader)?;
+    let senders = senders::list(&st.pool, principal.tenant_id).await?;
+    let circuits =
+        crate::routes::circuits::open_circuits(&st.pool, principal.tenant_id, st.clock.now())
+            .await?;
+    // Each sender also shows its circuit breaker (dispatch health), next to Meta's view of it.
+    let senders: Vec<Value> = senders
+        .into_iter()
+        .map(|s| {
+            let (circuit, detail) =
+                crate::routes::circuits::sender_circuit(&circuits, &s.phone_number_id);
+            let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
+            v["circuit"] = json!(circuit);
+            v["circuit_detail"] = json!(detail);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "senders": senders, "circuits": circuits })))
+}
+
+/// `GET /v1/senders/{id}` (reader).
+pub async fn get(
+    State(st): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<SenderView>, Problem> {
+    principal.require(Role::Reader)?;
+    Ok(Json(
+        senders::get(&st.pool, principal.tenant_id, sender_id(&id)?).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddRequest {
+    pub phone: String,
+    pub display_name: Option<String>,
+    pub friendly_name: Option<String>,
+    /// Leave out (or null) for a company sender.
+    pub owner_user_id: Option<String>,
+}
+
+/// `POST /v1/senders` (admin): 201 with the sender, `approved` or `pending`.
+pub async fn add(
+    State(st): State<AppState>,
+    caller: AdminCaller,
+    body: Result<Json<AddRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<SenderView>), Problem> {
+    let req = json_body(body)?;
+    let new = AddSender {
+        phone: req.phone,
+        display_name: req.display_name,
+        friendly_name: req.friendly_name,
+        owner_user_id: req.owner_user_id,
+    };
+    let sender = senders::add(&st.pool, &st.graph, caller.principal.tenant_id, &new).await?;
+    Ok((StatusCode::CREATED, Json(sender)))
+}
+
+/// Tells "absent" (outer `None`) from "null" (`Some(None)`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditRequest {
+    pub friendly_name: Option<String>,
+    pub display_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub owner_user_id: Option<Option<String>>,
+}
+
+/// `PATCH /v1/senders/{id}` (admin only: friendly names are the admin's to give).
+pub async fn edit(
+    State(st): State<AppState>,
+    caller: AdminCaller,
+    Path(id): Path<String>,
+    body: Result<Json<EditRequest>, JsonRejection>,
+) -> Result<Json<SenderView>, Problem> {
+    let req = json_body(body)?;
+    let edit = EditSender {
+        friendly_name: req.friendly_name,
+        display_name: req.display_name,
+        owner_user_id: req.owner_user_id,
+    };
+    let id = sender_id(&id)?;
+    Ok(Json(
+        senders::edit(&st.pool, caller.principal.tenant_id, id, &edit).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    /// `SMS` or `VOICE`.
+    pub code_method: String,
+    /// Language of the message, `xx_XX`; `en_US` by default.
+    pub language: Option<String>,
+}
+
+/// `POST /v1/senders/{id}/request_code` (admin).
+pub async fn request_code(
+    State(st): State<AppState>,
+    caller: AdminCaller,
+    Path(id): Path<String>,
+    body: Result<Json<CodeRequest>, JsonRejection>,
+) -> Result<Json<SenderView>, Problem> {
+    let req = json_body(body)?;
+    let language = req.language.unwrap_or_else(|| "en_US".to_owned());
+    let id = sender_id(&id)?;
+    let sender = senders::request_code(
+        &st.pool,
+        &st.graph,
+        caller.principal.tenant_id,
+        id,
+        &req.code_method,
+        &language,
+    )
+    .await?;
+    Ok(Json(sender))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    pub code: String,
+}
+
+/// `POST /v1/senders/{id}/verify_code` (admin).
+pub async fn verify_code(
+    State(st): State<AppState>,
+    caller: AdminCaller,
+    Path(id): Path<String>,
+    body: Result<Json<VerifyRequest>, JsonRejection>,
+) -> Result<Json<SenderView>, Problem> {
+    let req = json_body(body)?;
+    let id = sender_id(&id)?;
+    let sender = senders::verify_code(
+        &st.pool,
+        &st.graph,
+        caller.principal.tenant_id,
+        id,
+        &req.code,
+    )
+    .await?;
+    Ok(Json(sender))
+}
+
+/// `POST /v1/senders/sync` (admin): quality, throughput and status from Graph.
+pub async fn sync(State(st): State<AppState>, caller: AdminCaller) -> Result<Json<Value>, Problem> {
+    let tenant = caller.principal.tenant_id;
+    let updated = senders::sync(&st.pool, &st.graph, tenant).await?;
+    let senders = senders::list(&st.pool, tenant).await?;
+    Ok(Json(json!({ "updated": updated, "senders": senders })))
+}

@@ -1,0 +1,374 @@
+//! Senders (SPEC §2, reference §7): a tenant's WhatsApp numbers, at most 20, each added from
+//! its WABA's phone numbers on Graph. A number Meta reports as verified is `approved` at once;
+//! any other is `pending` until its OTP is verified (`request_code`, then `verify_code`).
+//! Three wrong codes reject it, and `rejected` is final: the number must be added anew.
+//! Used by the HTTP API and the operator CLI alike.
+
+use crate::graph_admin::{GraphAdmin, GraphAdminError, MetaNumber};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use wafleet_core::domain::{PhoneNumber, SenderId, TenantId};
+
+/// Senders a portfolio may have (Meta's cap for a verified business).
+pub const MAX_SENDERS: i64 = 20;
+/// Wrong codes after which a pending sender is rejected.
+pub const MAX_VERIFY_FAILURES: i32 = 3;
+
+/// A sender as the API shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SenderView {
+    pub id: SenderId,
+    pub phone_number_id: String,
+    #[sqlx(rename = "phone_e164")]
+    pub phone: String,
+    pub display_name: String,
+    pub friendly_name: String,
+    /// Null: a company sender; otherwise the upstream user who owns it.
+    pub owner_user_id: Option<String>,
+    pub is_company_default: bool,
+    /// `pending`, `approved` or `rejected`.
+    pub status: String,
+    pub code_method: Option<String>,
+    pub quality_rating: Option<String>,
+    pub throughput_mps: Option<i32>,
+    pub name_status: Option<String>,
+    pub paused_until: Option<DateTime<Utc>>,
+    pub synced_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub const VIEW_COLUMNS: &str = "id, phone_number_id, phone_e164, display_name, friendly_name, owner_user_id, is_company_default, status, code_method, quality_rating, throughput_mps, name_status, paused_until, synced_at, created_at";
+
+/// What adding a sender takes.
+#[derive(Debug, Clone, Default)]
+pub struct AddSender {
+    pub phone: String,
+    /// Defaults to the name Meta verified for the number.
+    pub display_name: Option<String>,
+    pub friendly_name: Option<String>,
+    pub owner_user_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    #[error("{detail}")]
+    Invalid { field: &'static str, detail: String },
+    #[error("a portfolio has at most {MAX_SENDERS} senders; remove or reject one first")]
+    LimitReached,
+    #[error(
+        "{0} is not a phone number of the tenant's WhatsApp Business Account; add it in WhatsApp Manager first"
+    )]
+    NotInWaba(String),
+    #[error("that number is already a sender")]
+    Duplicate,
+    #[error("no such sender")]
+    NotFound,
+    #[error("the sender is {0}; only a pending sender is verified")]
+    NotPending(String),
+    #[error("request a code (request_code) before verifying it")]
+    CodeNotRequested,
+    #[error("Meta did not accept the code; {remaining} attempt(s) left")]
+    WrongCode { remaining: i32 },
+    #[error(
+        "Meta did not accept the code {MAX_VERIFY_FAILURES} times: the sender is rejected; add the number again to retry"
+    )]
+    Rejected,
+    #[error(transparent)]
+    Graph(#[from] GraphAdminError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Meta's code for an OTP that does not match.
+const META_CODE_MISMATCH: i64 = 136025;
+
+/// Adds a sender from the WABA's numbers on Graph: approved if Meta verified it, else pending.
+pub async fn add(
+    pool: &PgPool,
+    graph: &GraphAdmin,
+    tenant: TenantId,
+    new: &AddSender,
+) -> Result<SenderView, SenderError> {
+    let phone = PhoneNumber::parse(&new.phone).map_err(|e| SenderError::Invalid {
+        field: "phone",
+        detail: format!("phone: {e}"),
+    })?;
+    for (field, value) in [
+        ("display_name", &new.display_name),
+        ("friendly_name", &new.friendly_name),
+        ("owner_user_id", &new.owner_user_id),
+    ] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.trim().is_empty() || v.len() > 200)
+        {
+            return Err(SenderError::Invalid {
+                field,
+                detail: format!("{field} is 1 to 200 characters (leave it out for none)"),
+            });
+        }
+    }
+    let conn = graph.connection(pool, tenant).await?;
+    let digits = phone.as_str().trim_start_matches('+');
+    let numbers = graph.list_numbers(&conn).await?;
+    let meta = numbers
+        .iter()
+        .find(|n| n.digits() == digits)
+        .ok_or_else(|| SenderError::NotInWaba(phone.to_string()))?;
+    let status = if meta.is_verified() {
+        "approved"
+    } else {
+        "pending"
+    };
+    let mut tx = pool.begin().await?;
+    // One add at a time per tenant, so two concurrent adds cannot both be the 20th.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('senders:' || $1::text))")
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM senders WHERE tenant_id = $1 AND status <> 'rejected'",
+    )
+    .bind(tenant)
+    .fetch_one(&mut *tx)
+    .await?;
+    if live >= MAX_SENDERS {
+        return Err(SenderError::LimitReached);
+    }
+    let id = SenderId::new();
+    let inserted = sqlx::query(
+        "INSERT INTO senders (id, tenant_id, phone_number_id, phone_e164, display_name, friendly_name,
+             owner_user_id, status, quality_rating, throughput_mps, name_status, synced_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(&meta.id)
+    .bind(phone.as_str())
+    .bind(new.display_name.clone().unwrap_or_else(|| meta.verified_name.clone()))
+    .bind(new.friendly_name.clone().unwrap_or_default())
+    .bind(&new.owner_user_id)
+    .bind(status)
+    .bind(&meta.quality_rating)
+    .bind(meta.throughput_mps())
+    .bind(&meta.name_status)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            return Err(SenderError::Duplicate);
+        }
+        other => other?,
+    };
+    tx.commit().await?;
+    get(pool, tenant, id).await
+}
+
+/// One sender of the tenant.
+pub async fn get(pool: &PgPool, tenant: TenantId, id: SenderId) -> Result<SenderView, SenderError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {VIEW_COLUMNS} FROM senders WHERE tenant_id = $1 AND id = $2"
+    )))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(SenderError::NotFound)
+}
+
+/// Every sender of the tenant, oldest first.
+pub async fn list(pool: &PgPool, tenant: TenantId) -> Result<Vec<SenderView>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {VIEW_COLUMNS} FROM senders WHERE tenant_id = $1 ORDER BY created_at, id"
+    )))
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+}
+
+/// Asks Meta to send the pending sender's OTP by `SMS` or `VOICE`.
+pub async fn request_code(
+    pool: &PgPool,
+    graph: &GraphAdmin,
+    tenant: TenantId,
+    id: SenderId,
+    method: &str,
+    language: &str,
+) -> Result<SenderView, SenderError> {
+    let method = method.to_ascii_uppercase();
+    if method != "SMS" && method != "VOICE" {
+        return Err(SenderError::Invalid {
+            field: "code_method",
+            detail: "code_method is SMS or VOICE".into(),
+        });
+    }
+    let sender = get(pool, tenant, id).await?;
+    if sender.status != "pending" {
+        return Err(SenderError::NotPending(sender.status));
+    }
+    let conn = graph.connection(pool, tenant).await?;
+    graph
+        .request_code(&conn, &sender.phone_number_id, &method, language)
+        .await?;
+    sqlx::query(
+        "UPDATE senders SET code_method = $3, code_requested_at = now(), verify_failures = 0
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(&method)
+    .execute(pool)
+    .await?;
+    get(pool, tenant, id).await
+}
+
+/// Verifies the OTP with Meta: approved on success; a wrong code counts toward rejection.
+pub async fn verify_code(
+    pool: &PgPool,
+    graph: &GraphAdmin,
+    tenant: TenantId,
+    id: SenderId,
+    code: &str,
+) -> Result<SenderView, SenderError> {
+    let code = code.trim();
+    if code.len() != 6 || !code.chars().all(|c| c.is_ascii_digit()) {
+        return Err(SenderError::Invalid {
+            field: "code",
+            detail: "code is the 6 digits Meta sent".into(),
+        });
+    }
+    let requested: Option<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT status, code_requested_at FROM senders WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let (status, requested_at) = requested.ok_or(SenderError::NotFound)?;
+    if status != "pending" {
+        return Err(SenderError::NotPending(status));
+    }
+    if requested_at.is_none() {
+        return Err(SenderError::CodeNotRequested);
+    }
+    let sender = get(pool, tenant, id).await?;
+    let conn = graph.connection(pool, tenant).await?;
+    match graph
+        .verify_code(&conn, &sender.phone_number_id, code)
+        .await
+    {
+        Ok(()) => {
+            sqlx::query(
+                "UPDATE senders SET status = 'approved', verify_failures = 0
+                 WHERE tenant_id = $1 AND id = $2 AND status = 'pending'",
+            )
+            .bind(tenant)
+            .bind(id)
+            .execute(pool)
+            .await?;
+            get(pool, tenant, id).await
+        }
+        Err(GraphAdminError::Meta {
+            code: Some(META_CODE_MISMATCH),
+            ..
+        }) => {
+            let failures: i32 = sqlx::query_scalar(
+                "UPDATE senders SET verify_failures = verify_failures + 1,
+                     status = CASE WHEN verify_failures + 1 >= $3 THEN 'rejected' ELSE status END,
+                     is_company_default = CASE WHEN verify_failures + 1 >= $3 THEN false ELSE is_company_default END
+                 WHERE tenant_id = $1 AND id = $2 RETURNING verify_failures",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(MAX_VERIFY_FAILURES)
+            .fetch_one(pool)
+            .await?;
+            if failures >= MAX_VERIFY_FAILURES {
+                Err(SenderError::Rejected)
+            } else {
+                Err(SenderError::WrongCode {
+                    remaining: MAX_VERIFY_FAILURES - failures,
+                })
+            }
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Refreshes quality rating, throughput and name status from Graph; a pending sender Meta now
+/// reports as verified becomes approved. Returns how many senders were updated.
+pub async fn sync(pool: &PgPool, graph: &GraphAdmin, tenant: TenantId) -> Result<u64, SenderError> {
+    let conn = graph.connection(pool, tenant).await?;
+    let numbers: Vec<MetaNumber> = graph.list_numbers(&conn).await?;
+    let mut updated = 0;
+    for n in &numbers {
+        updated += sqlx::query(
+            "UPDATE senders SET quality_rating = $3, throughput_mps = $4, name_status = $5, synced_at = now(),
+                 status = CASE WHEN status = 'pending' AND $6 THEN 'approved' ELSE status END
+             WHERE tenant_id = $1 AND phone_number_id = $2 AND status <> 'rejected'",
+        )
+        .bind(tenant)
+        .bind(&n.id)
+        .bind(&n.quality_rating)
+        .bind(n.throughput_mps())
+        .bind(&n.name_status)
+        .bind(n.is_verified())
+        .execute(pool)
+        .await?
+        .rows_affected();
+    }
+    Ok(updated)
+}
+
+/// What an admin may change on a sender; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct EditSender {
+    pub friendly_name: Option<String>,
+    pub display_name: Option<String>,
+    /// `Some(None)` makes it a company sender.
+    pub owner_user_id: Option<Option<String>>,
+}
+
+/// Changes a sender's names or owner. A sender given to a user stops being the company default.
+pub async fn edit(
+    pool: &PgPool,
+    tenant: TenantId,
+    id: SenderId,
+    edit: &EditSender,
+) -> Result<SenderView, SenderError> {
+    let owner_given = edit.owner_user_id.is_some();
+    let owner = edit.owner_user_id.clone().flatten();
+    if owner.as_deref().is_some_and(|o| o.trim().is_empty()) {
+        return Err(SenderError::Invalid {
+            field: "owner_user_id",
+            detail: "owner_user_id is a user id, or null for the company".into(),
+        });
+    }
+    let done = sqlx::query(
+        "UPDATE senders SET friendly_name = COALESCE($3, friendly_name),
+             display_name = COALESCE($4, display_name),
+             owner_user_id = CASE WHEN $5 THEN $6 ELSE owner_user_id END,
+             is_company_default = is_company_default AND NOT ($5 AND $6 IS NOT NULL)
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(edit.friendly_name.as_deref().map(str::trim))
+    .bind(edit.display_name.as_deref().map(str::trim))
+    .bind(owner_given)
+    .bind(owner)
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(SenderError::NotFound);
+    }
+    if owner_given && edit.owner_user_id.as_ref().is_some_and(Option::is_some) {
+        sqlx::query("UPDATE tenant_settings SET default_sender_id = NULL WHERE tenant_id = $1 AND default_sender_id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(pool)
+            .await?;
+    }
+    get(pool, tenant, id).await
+}
