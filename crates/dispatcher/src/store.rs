@@ -149,7 +149,41 @@ pub async fn record(
         })
         .collect();
     insert_events(&mut tx, &events, now).await?;
+    notify_upstream(&mut tx, &ids, &tenants, &states, now).await?;
     tx.commit().await
+}
+
+/// Writes `status.<tenant>` notifications for the outcomes upstream must see (sent, failed by
+/// Meta's answer, expired) to the events outbox, in the record's transaction; the webhooks
+/// service publishes them. Only rows that really took the state are included (a status webhook
+/// that got there first keeps its own).
+async fn notify_upstream(
+    tx: &mut sqlx::PgConnection,
+    ids: &[uuid::Uuid],
+    tenants: &[uuid::Uuid],
+    states: &[&str],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbound_events (tenant_id, routing_key, body)
+         SELECT m.tenant_id, 'status.' || m.tenant_id::text, jsonb_build_object(
+                    'tenant_id', m.tenant_id, 'message_id', m.id, 'wamid', m.wamid,
+                    'status', m.state, 'reason', m.reason,
+                    'record', CASE WHEN m.record_type IS NULL THEN NULL
+                                   ELSE jsonb_build_object('type', m.record_type, 'id', m.record_id) END,
+                    'at', $4::timestamptz, 'error', m.error)
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS u(id, tenant_id, state, n)
+         JOIN messages m ON m.id = u.id AND m.tenant_id = u.tenant_id AND m.state = u.state
+         WHERE u.state IN ('sent', 'failed', 'expired')
+         ORDER BY u.n",
+    )
+    .bind(ids)
+    .bind(tenants)
+    .bind(states)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 struct Event<'a> {

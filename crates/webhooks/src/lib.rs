@@ -3,11 +3,17 @@
 //! messages filed against their record with the 24 h service window opened, and notifications
 //! to upstream on `<p>.events`.
 
+pub mod account_fields;
 pub mod consumer;
+pub mod fields;
 pub mod inbound;
+pub mod optouts;
+pub mod outbox;
+pub mod payload;
 pub mod receiver;
 pub mod signature;
 pub mod statuses;
+pub mod template_fields;
 
 use anyhow::Context;
 use std::{sync::Arc, time::Duration};
@@ -25,6 +31,7 @@ pub struct Application {
     listener: TcpListener,
     receiver: receiver::ReceiverState,
     consumer: Arc<consumer::ConsumerCtx>,
+    drainer: outbox::Drainer,
     consume_channel: lapin::Channel,
     settings: Settings,
     connections: Vec<Arc<lapin::Connection>>,
@@ -72,15 +79,24 @@ impl Application {
             app_secret: settings.meta_app_secret.clone(),
             verify_token: settings.meta_verify_token.clone(),
         };
+        let events_ready = Arc::new(tokio::sync::Notify::new());
+        let drainer = outbox::Drainer {
+            pool: pool.clone(),
+            publisher: Publisher::open(&pub_conn).await?,
+            topology: topology.clone(),
+            wake: events_ready.clone(),
+            interval: settings.webhooks.events_interval,
+        };
         let consumer = Arc::new(consumer::ConsumerCtx {
             pool,
-            publisher: Publisher::open(&pub_conn).await?,
             topology,
+            events_ready,
         });
         Ok(Self {
             listener,
             receiver,
             consumer,
+            drainer,
             consume_channel: sub_conn.create_channel().await?,
             settings,
             connections: vec![Arc::new(pub_conn), Arc::new(sub_conn)],
@@ -112,6 +128,9 @@ impl Application {
             self.settings.webhooks.prefetch,
             cancel.clone(),
         ));
+        // The drainer stops after the consumer, so events of the last deliveries still leave.
+        let drain_cancel = CancellationToken::new();
+        let drainer = tokio::spawn(self.drainer.run(drain_cancel.clone()));
         tasks.spawn(consumer::run_unparker(
             self.consumer.clone(),
             Duration::from_secs(2),
@@ -119,6 +138,8 @@ impl Application {
         ));
         tasks.close();
         tasks.wait().await;
+        drain_cancel.cancel();
+        drainer.await?;
         http.await?.context("HTTP server")?;
         consume.await?.context("webhook consumer")?;
         for conn in self.connections {

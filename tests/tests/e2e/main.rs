@@ -5,3 +5,5 @@ mod bad_input;
 mod delivery;
 mod round_trip;
 mod webhooks;
+mod notifications;
+mod webhook_fields;

@@ -1,0 +1,156 @@
+//! What upstream sees on `<p>.events`, and the effects of what candidates and Meta report:
+//! every status change, inbound replies, opt-outs (STOP/START, 131050, user_preferences) and
+//! the 24 h deferral on 131049.
+
+use serde_json::{Value, json};
+use wafleet_tests::{CANDIDATE, TestFleet};
+
+/// Sends one template whose simulated webhooks never arrive (the test posts its own) and
+/// returns (message id, wamid) once it is `sent`.
+async fn sent_message(t: &TestFleet, record: &str) -> (String, String) {
+    t.sim(
+        reqwest::Method::PUT,
+        "/_sim/config",
+        json!({"webhook_url": "http://127.0.0.1:9/nowhere"}),
+    )
+    .await;
+    let (_, b) = t.send(TestFleet::template_request(record), None).await;
+    let id = b["id"].as_str().unwrap().to_owned();
+    let m = t.wait_for_state(&id, "sent").await;
+    (id, m["wamid"].as_str().unwrap().to_owned())
+}
+
+fn failed(wamid: &str, code: i64, at: i64) -> Value {
+    json!({"id": wamid, "status": "failed", "timestamp": at.to_string(),
+           "recipient_id": CANDIDATE.trim_start_matches('+'),
+           "errors": [{"code": code, "title": "error", "error_data": {"details": "…"}}]})
+}
+
+#[tokio::test]
+async fn upstream_is_told_of_every_status_change_and_of_the_reply() {
+    let t = TestFleet::start().await;
+    let mut events = t.events().await;
+
+    let (_, b) = t.send(TestFleet::template_request("N-1"), None).await;
+    let id = b["id"].as_str().unwrap().to_owned();
+    t.wait_for_state(&id, "read").await;
+    t.sim(
+        reqwest::Method::POST,
+        "/_sim/inbound",
+        json!({"phone_number_id": t.phone_number_id, "from": CANDIDATE, "text": "Sounds good"}),
+    )
+    .await;
+
+    for status in ["sent", "delivered", "read"] {
+        let e = events
+            .wait_for("status", status, |e| e["message_id"] == id && e["status"] == status)
+            .await;
+        assert_eq!(e["record"], json!({"type": "candidate", "id": "N-1"}));
+        assert_eq!(e["tenant_id"], t.tenant_id.to_string());
+    }
+    let reply = events
+        .wait_for("inbound", "reply", |e| e["text"] == "Sounds good")
+        .await;
+    assert_eq!(reply["from"], CANDIDATE);
+    assert_eq!(reply["record"], json!({"type": "candidate", "id": "N-1"}));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_stop_reply_opts_the_candidate_out_and_start_opts_them_back_in() {
+    let t = TestFleet::start().await;
+    let mut events = t.events().await;
+    let now = chrono::Utc::now().timestamp();
+    let text = |id: &str, body: &str, at: i64| {
+        json!({"from": CANDIDATE.trim_start_matches('+'), "id": id, "timestamp": at.to_string(),
+               "type": "text", "text": {"body": body}})
+    };
+
+    let stop = t.inbound_payload(vec![text("wamid.stop", "  Stop ", now)]);
+    assert_eq!(t.post_webhook(&stop, Some(&t.app_secret)).await, 200);
+    let out = events
+        .wait_for("optout", "opt-out", |e| e["action"] == "opted_out")
+        .await;
+    t.wait_for_count(
+        "SELECT count(*) FROM opt_outs WHERE scope = 'all' AND source = 'keyword'",
+        1,
+    )
+    .await;
+
+    let start = t.inbound_payload(vec![text("wamid.start", "start", now + 1)]);
+    assert_eq!(t.post_webhook(&start, Some(&t.app_secret)).await, 200);
+    let back = events
+        .wait_for("optout", "opt-in", |e| e["action"] == "opted_in")
+        .await;
+
+    assert_eq!(out["recipient"], CANDIDATE);
+    assert_eq!(out["scope"], "all");
+    assert_eq!(back["source"], "keyword");
+    t.wait_for_count("SELECT count(*) FROM opt_outs", 0).await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_131050_failure_opts_the_candidate_out_of_marketing_until_they_resume() {
+    let t = TestFleet::start().await;
+    let mut events = t.events().await;
+    let (id, wamid) = sent_message(&t, "N-2").await;
+    let now = chrono::Utc::now().timestamp();
+
+    let body = t.status_payload(vec![failed(&wamid, 131_050, now)]);
+    assert_eq!(t.post_webhook(&body, Some(&t.app_secret)).await, 200);
+    let m = t.wait_for_state(&id, "failed").await;
+    let out = events
+        .wait_for("optout", "marketing opt-out", |e| e["source"] == "meta_131050")
+        .await;
+    let resume = t.field_payload(
+        vec![("user_preferences", json!({"messaging_product": "whatsapp",
+            "user_preferences": [{"wa_id": CANDIDATE.trim_start_matches('+'), "detail": "User requested to resume marketing messages",
+                                  "category": "marketing_messages", "value": "resume", "timestamp": now + 60}]}))],
+        now + 60,
+    );
+    assert_eq!(t.post_webhook(&resume, Some(&t.app_secret)).await, 200);
+    let back = events
+        .wait_for("optout", "resume", |e| e["action"] == "opted_in")
+        .await;
+
+    assert_eq!(m["reason"], "meta_131050");
+    assert_eq!(out["scope"], "marketing");
+    assert_eq!(back["source"], "user_preferences");
+    t.wait_for_count("SELECT count(*) FROM opt_outs", 0).await;
+    events
+        .wait_for("status", "failed", |e| e["message_id"] == id && e["status"] == "failed")
+        .await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_131049_failure_defers_the_message_for_24_hours_and_holds_the_recipient() {
+    let t = TestFleet::start().await;
+    let mut events = t.events().await;
+    let (id, wamid) = sent_message(&t, "N-3").await;
+    let now = chrono::Utc::now().timestamp();
+
+    let body = t.status_payload(vec![failed(&wamid, 131_049, now)]);
+    assert_eq!(t.post_webhook(&body, Some(&t.app_secret)).await, 200);
+
+    let m = t.wait_for_state(&id, "deferred").await;
+    assert_eq!(m["reason"], "recipient_engagement_limit");
+    let e = events
+        .wait_for("status", "deferral", |e| e["message_id"] == id && e["status"] == "deferred")
+        .await;
+    assert_eq!(e["reason"], "recipient_engagement_limit");
+    let (not_before, held): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as(
+            "SELECT m.not_before, h.until FROM messages m
+             JOIN recipient_holds h ON h.tenant_id = m.tenant_id AND h.recipient = m.recipient
+             WHERE m.id = $1::uuid",
+        )
+        .bind(&id)
+        .fetch_one(&t.pool)
+        .await
+        .unwrap();
+    assert_eq!(not_before.timestamp(), now + 24 * 3600);
+    assert_eq!(held, not_before);
+    t.stop().await;
+}
