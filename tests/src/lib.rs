@@ -392,7 +392,12 @@ pub struct EventQueue {
 
 impl EventQueue {
     /// Waits (10 s at most) for an event with routing key `<kind>.<tenant>` whose body matches.
-    pub async fn wait_for(&mut self, kind: &str, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_for(
+        &mut self,
+        kind: &str,
+        what: &str,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut checked = 0;
         loop {
@@ -511,11 +516,17 @@ impl TestFleet {
     pub async fn wait_for_count(&self, sql: &'static str, n: i64) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let got: i64 = sqlx::query_scalar(sql).fetch_one(&self.pool).await.expect("count");
+            let got: i64 = sqlx::query_scalar(sql)
+                .fetch_one(&self.pool)
+                .await
+                .expect("count");
             if got == n {
                 return;
             }
-            assert!(Instant::now() < deadline, "timed out: `{sql}` is {got}, not {n}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out: `{sql}` is {got}, not {n}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -182,7 +182,10 @@ pub async fn account_update(
                 .max();
             Some(ends)
         }
-        "DISABLED_UPDATE" => match v.pointer("/ban_info/waba_ban_state").and_then(Value::as_str) {
+        "DISABLED_UPDATE" => match v
+            .pointer("/ban_info/waba_ban_state")
+            .and_then(Value::as_str)
+        {
             Some("DISABLE") => Some(Some(until_lifted())),
             Some("REINSTATE") => Some(None),
             _ => None,

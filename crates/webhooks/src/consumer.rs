@@ -5,7 +5,7 @@
 //! acked only after the commit.
 
 use crate::{
-    fields, inbound,
+    fields, inbound, parking,
     payload::{self, Parsed},
     statuses,
 };
@@ -51,21 +51,36 @@ pub async fn handle(
     let mut dead = parsed.dead;
     for (tenant, items) in parsed.statuses {
         let raw: Vec<Value> = items.iter().map(|i| i.raw.clone()).collect();
-        let result = isolated(&mut tx, async |sp| statuses::apply(sp, tenant, items, true).await);
+        let result = isolated(&mut tx, async |sp| {
+            statuses::apply(sp, tenant, items, true).await
+        });
         if let Err(reason) = result.await? {
-            dead.extend(raw.into_iter().map(|r| (Some(tenant), format!("unstorable_status: {reason}"), r)));
+            dead.extend(
+                raw.into_iter()
+                    .map(|r| (Some(tenant), format!("unstorable_status: {reason}"), r)),
+            );
         }
     }
     for (tenant, items) in parsed.inbound {
         let result = isolated(&mut tx, async |sp| inbound::apply(sp, tenant, &items).await);
         if let Err(reason) = result.await? {
-            dead.extend(items.into_iter().map(|i| (Some(tenant), format!("unstorable_message: {reason}"), i.content)));
+            dead.extend(items.into_iter().map(|i| {
+                (
+                    Some(tenant),
+                    format!("unstorable_message: {reason}"),
+                    i.content,
+                )
+            }));
         }
     }
     for (tenant, change) in parsed.changes {
         match isolated(&mut tx, async |sp| fields::apply(sp, tenant, &change).await).await? {
             Ok(items) => dead.extend(items.into_iter().map(|(r, v)| (Some(tenant), r, v))),
-            Err(reason) => dead.push((Some(tenant), format!("unstorable_change: {reason}"), change.raw)),
+            Err(reason) => dead.push((
+                Some(tenant),
+                format!("unstorable_change: {reason}"),
+                change.raw,
+            )),
         }
     }
     for (tenant, reason, item) in &dead {
@@ -187,7 +202,7 @@ pub async fn run_unparker(ctx: Arc<ConsumerCtx>, interval: Duration, cancel: Can
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        match statuses::unpark(&ctx.pool).await {
+        match parking::unpark(&ctx.pool).await {
             Ok(0) => {}
             Ok(_) => ctx.events_ready.notify_one(),
             Err(err) => tracing::warn!(error = %err, "unparking statuses failed; will retry"),

@@ -60,11 +60,15 @@ pub async fn apply(
         return bad(&format!("bad_change:{}", change.field));
     }
     let ok = match change.field.as_str() {
-        "message_template_status_update" => template_fields::status_update(tx, tenant, change).await?,
+        "message_template_status_update" => {
+            template_fields::status_update(tx, tenant, change).await?
+        }
         "template_category_update" => template_fields::category_update(tx, tenant, change).await?,
         "phone_number_quality_update" => account_fields::quality_update(tx, tenant, change).await?,
         "phone_number_name_update" => account_fields::name_update(tx, tenant, change).await?,
-        "business_capability_update" => account_fields::capability_update(tx, tenant, change).await?,
+        "business_capability_update" => {
+            account_fields::capability_update(tx, tenant, change).await?
+        }
         "account_update" => account_fields::account_update(tx, tenant, change).await?,
         "user_preferences" => return optouts::user_preferences(tx, tenant, change).await,
         other => return bad(&format!("unhandled_field:{other}")),

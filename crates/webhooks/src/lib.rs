@@ -9,6 +9,7 @@ pub mod fields;
 pub mod inbound;
 pub mod optouts;
 pub mod outbox;
+pub mod parking;
 pub mod payload;
 pub mod receiver;
 pub mod signature;
@@ -110,7 +111,9 @@ impl Application {
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let mut checks = vec![database_check(self.consumer.pool.clone())];
         checks.extend(self.connections.iter().cloned().map(broker_check));
+        // axum's own 2 MB default would refuse Meta's 3 MB bodies; the configured limit rules.
         let router = receiver::router(self.receiver)
+            .layer(axum::extract::DefaultBodyLimit::disable())
             .layer(RequestBodyLimitLayer::new(
                 self.settings.webhooks.max_body_bytes,
             ))

@@ -50,12 +50,14 @@ pub async fn record(
             .execute(&mut *tx)
             .await?
         } else {
-            sqlx::query("DELETE FROM opt_outs WHERE tenant_id = $1 AND recipient = $2 AND scope = $3")
-                .bind(tenant)
-                .bind(&c.recipient)
-                .bind(c.scope)
-                .execute(&mut *tx)
-                .await?
+            sqlx::query(
+                "DELETE FROM opt_outs WHERE tenant_id = $1 AND recipient = $2 AND scope = $3",
+            )
+            .bind(tenant)
+            .bind(&c.recipient)
+            .bind(c.scope)
+            .execute(&mut *tx)
+            .await?
         };
         if done.rows_affected() == 0 {
             continue;
@@ -90,9 +92,15 @@ pub async fn user_preferences(
 ) -> Result<Dead, sqlx::Error> {
     let mut dead = Dead::new();
     let mut changes = Vec::new();
-    let items = change.value.get("user_preferences").and_then(|v| v.as_array());
+    let items = change
+        .value
+        .get("user_preferences")
+        .and_then(|v| v.as_array());
     let Some(items) = items else {
-        return Ok(vec![("bad_change:user_preferences".into(), change.raw.clone())]);
+        return Ok(vec![(
+            "bad_change:user_preferences".into(),
+            change.raw.clone(),
+        )]);
     };
     for item in items {
         let recipient = str_at(item, "wa_id")

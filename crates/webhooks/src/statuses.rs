@@ -9,7 +9,7 @@
 
 use crate::{
     optouts::{self, OptOutChange},
-    outbox,
+    outbox, parking,
 };
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
@@ -109,7 +109,7 @@ pub async fn apply(
 ) -> Result<usize, sqlx::Error> {
     let mut items = items;
     if dedupe {
-        items = fresh_only(tx, tenant, items).await?;
+        items = parking::fresh_only(tx, tenant, items).await?;
     }
     if items.is_empty() {
         return Ok(0);
@@ -205,7 +205,10 @@ pub async fn apply(
         }
         if moved.is_some() || item.status == state::FAILED {
             let (status, reason) = if engagement_hold {
-                (state::DEFERRED.to_owned(), Some(ENGAGEMENT_REASON.to_owned()))
+                (
+                    state::DEFERRED.to_owned(),
+                    Some(ENGAGEMENT_REASON.to_owned()),
+                )
             } else {
                 (item.status.clone(), code.map(|c| format!("meta_{c}")))
             };
@@ -214,7 +217,13 @@ pub async fn apply(
             {
                 reasons.insert(id, r.clone());
             }
-            events.push((id, status.clone(), reason.clone(), item.at, item.raw.clone()));
+            events.push((
+                id,
+                status.clone(),
+                reason.clone(),
+                item.at,
+                item.raw.clone(),
+            ));
             notes.push(StatusEvent {
                 tenant_id: tenant,
                 message_id: id,
@@ -239,8 +248,10 @@ pub async fn apply(
             .map(|m| pricing.get(&m.id).cloned())
             .collect();
         let errs: Vec<Option<Value>> = updates.iter().map(|m| errors.get(&m.id).cloned()).collect();
-        let reasons: Vec<Option<String>> =
-            updates.iter().map(|m| reasons.get(&m.id).cloned()).collect();
+        let reasons: Vec<Option<String>> = updates
+            .iter()
+            .map(|m| reasons.get(&m.id).cloned())
+            .collect();
         sqlx::query(
             "UPDATE messages m SET state = u.state, status_at = u.status_at,
                  wamid = COALESCE(m.wamid, u.wamid), pricing = COALESCE(u.pricing, m.pricing),
@@ -286,7 +297,7 @@ pub async fn apply(
         defer(tx, tenant, &deferrals, &holds).await?;
     }
     if !parked.is_empty() {
-        park(tx, tenant, &parked).await?;
+        parking::park(tx, tenant, &parked).await?;
     }
     optouts::record(tx, tenant, &optouts).await?;
     outbox::enqueue(tx, "status", tenant, &notes).await?;
@@ -330,88 +341,6 @@ async fn defer(
     .await?;
     metrics::counter!("wafleet_webhook_engagement_deferrals_total").increment(ids.len() as u64);
     Ok(())
-}
-
-/// Records receipts and keeps only statuses not seen before (Meta retries; every subscribed
-/// app gets a copy).
-async fn fresh_only(
-    tx: &mut sqlx::PgConnection,
-    tenant: TenantId,
-    items: Vec<StatusItem>,
-) -> Result<Vec<StatusItem>, sqlx::Error> {
-    let wamids: Vec<&str> = items.iter().map(|i| i.wamid.as_str()).collect();
-    let statuses: Vec<&str> = items.iter().map(|i| i.status.as_str()).collect();
-    let ats: Vec<DateTime<Utc>> = items.iter().map(|i| i.at).collect();
-    let fresh: Vec<(String, String)> = sqlx::query_as(
-        "INSERT INTO status_receipts (tenant_id, wamid, status, at)
-         SELECT $1, w, s, a FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS u(w, s, a)
-         ON CONFLICT DO NOTHING
-         RETURNING wamid, status",
-    )
-    .bind(tenant)
-    .bind(&wamids)
-    .bind(&statuses)
-    .bind(&ats)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut fresh: HashSet<(String, String)> = fresh.into_iter().collect();
-    let total = items.len();
-    let kept: Vec<StatusItem> = items
-        .into_iter()
-        .filter(|i| fresh.remove(&(i.wamid.clone(), i.status.clone())))
-        .collect();
-    metrics::counter!("wafleet_webhook_duplicates_total").increment((total - kept.len()) as u64);
-    Ok(kept)
-}
-
-async fn park(
-    tx: &mut sqlx::PgConnection,
-    tenant: TenantId,
-    items: &[StatusItem],
-) -> Result<(), sqlx::Error> {
-    let wamids: Vec<&str> = items.iter().map(|i| i.wamid.as_str()).collect();
-    let statuses: Vec<&str> = items.iter().map(|i| i.status.as_str()).collect();
-    let payloads: Vec<Value> = items.iter().map(|i| i.raw.clone()).collect();
-    sqlx::query(
-        "INSERT INTO parked_statuses (tenant_id, wamid, status, payload)
-         SELECT $1, w, s, p FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS u(w, s, p)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(tenant)
-    .bind(&wamids)
-    .bind(&statuses)
-    .bind(&payloads)
-    .execute(&mut *tx)
-    .await?;
-    metrics::counter!("wafleet_webhook_statuses_parked_total").increment(items.len() as u64);
-    Ok(())
-}
-
-/// Applies parked statuses whose message is now known; returns how many took effect.
-pub async fn unpark(pool: &sqlx::PgPool) -> Result<usize, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let rows: Vec<(TenantId, String, String, Value)> = sqlx::query_as(
-        "DELETE FROM parked_statuses p
-         WHERE (p.tenant_id, p.wamid, p.status) IN (
-             SELECT q.tenant_id, q.wamid, q.status FROM parked_statuses q
-             WHERE EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = q.tenant_id AND m.wamid = q.wamid)
-             LIMIT 500 FOR UPDATE SKIP LOCKED)
-         RETURNING p.tenant_id, p.wamid, p.status, p.payload",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut by_tenant: HashMap<TenantId, Vec<StatusItem>> = HashMap::new();
-    for (tenant, _, _, payload) in rows {
-        if let Some(item) = StatusItem::parse(&payload) {
-            by_tenant.entry(tenant).or_default().push(item);
-        }
-    }
-    let mut applied = 0;
-    for (tenant, items) in by_tenant {
-        applied += apply(&mut tx, tenant, items, false).await?;
-    }
-    tx.commit().await?;
-    Ok(applied)
 }
 
 fn first_error_code(errors: &Option<Value>) -> Option<i64> {

@@ -69,7 +69,14 @@ pub async fn status_update(
     let Some(effect) = status_change(event, title, change.at) else {
         return Ok(false);
     };
-    if !is_newest(tx, tenant, &format!("template_status:{name}:{language}"), change.at).await? {
+    if !is_newest(
+        tx,
+        tenant,
+        &format!("template_status:{name}:{language}"),
+        change.at,
+    )
+    .await?
+    {
         return Ok(true);
     }
     // A template not synced yet has no row: the next sync brings its status.
@@ -106,7 +113,14 @@ pub async fn category_update(
     ) else {
         return Ok(false);
     };
-    if !is_newest(tx, tenant, &format!("template_category:{name}:{language}"), change.at).await? {
+    if !is_newest(
+        tx,
+        tenant,
+        &format!("template_category:{name}:{language}"),
+        change.at,
+    )
+    .await?
+    {
         return Ok(true);
     }
     sqlx::query(

@@ -3,7 +3,7 @@
 
 mod bad_input;
 mod delivery;
-mod round_trip;
-mod webhooks;
 mod notifications;
+mod round_trip;
 mod webhook_fields;
+mod webhooks;

@@ -43,7 +43,9 @@ async fn upstream_is_told_of_every_status_change_and_of_the_reply() {
 
     for status in ["sent", "delivered", "read"] {
         let e = events
-            .wait_for("status", status, |e| e["message_id"] == id && e["status"] == status)
+            .wait_for("status", status, |e| {
+                e["message_id"] == id && e["status"] == status
+            })
             .await;
         assert_eq!(e["record"], json!({"type": "candidate", "id": "N-1"}));
         assert_eq!(e["tenant_id"], t.tenant_id.to_string());
@@ -101,7 +103,9 @@ async fn a_131050_failure_opts_the_candidate_out_of_marketing_until_they_resume(
     assert_eq!(t.post_webhook(&body, Some(&t.app_secret)).await, 200);
     let m = t.wait_for_state(&id, "failed").await;
     let out = events
-        .wait_for("optout", "marketing opt-out", |e| e["source"] == "meta_131050")
+        .wait_for("optout", "marketing opt-out", |e| {
+            e["source"] == "meta_131050"
+        })
         .await;
     let resume = t.field_payload(
         vec![("user_preferences", json!({"messaging_product": "whatsapp",
@@ -119,7 +123,9 @@ async fn a_131050_failure_opts_the_candidate_out_of_marketing_until_they_resume(
     assert_eq!(back["source"], "user_preferences");
     t.wait_for_count("SELECT count(*) FROM opt_outs", 0).await;
     events
-        .wait_for("status", "failed", |e| e["message_id"] == id && e["status"] == "failed")
+        .wait_for("status", "failed", |e| {
+            e["message_id"] == id && e["status"] == "failed"
+        })
         .await;
     t.stop().await;
 }
@@ -137,7 +143,9 @@ async fn a_131049_failure_defers_the_message_for_24_hours_and_holds_the_recipien
     let m = t.wait_for_state(&id, "deferred").await;
     assert_eq!(m["reason"], "recipient_engagement_limit");
     let e = events
-        .wait_for("status", "deferral", |e| e["message_id"] == id && e["status"] == "deferred")
+        .wait_for("status", "deferral", |e| {
+            e["message_id"] == id && e["status"] == "deferred"
+        })
         .await;
     assert_eq!(e["reason"], "recipient_engagement_limit");
     let (not_before, held): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
