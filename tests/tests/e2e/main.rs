@@ -5,5 +5,6 @@ mod bad_input;
 mod delivery;
 mod notifications;
 mod round_trip;
+mod webhook_bench;
 mod webhook_fields;
 mod webhooks;
