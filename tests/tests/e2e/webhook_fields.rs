@@ -318,12 +318,10 @@ async fn duplicated_and_reordered_webhooks_from_meta_leave_one_clean_history() {
             .iter()
             .map(|e| e["state"].as_str().unwrap())
             .collect();
-        for state in ["sent", "delivered", "read"] {
-            assert_eq!(
-                trail.iter().filter(|s| **s == state).count(),
-                1,
-                "{state} once in {trail:?}"
-            );
+        // Reordered, `read` may come before `delivered`, which then changes nothing.
+        for (state, range) in [("sent", 1..=1), ("delivered", 0..=1), ("read", 1..=1)] {
+            let n = trail.iter().filter(|s| **s == state).count();
+            assert!(range.contains(&n), "{state} {n} times in {trail:?}");
         }
         events
             .wait_for("status", "read", |e| {
