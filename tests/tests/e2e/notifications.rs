@@ -107,13 +107,22 @@ async fn a_131050_failure_opts_the_candidate_out_of_marketing_until_they_resume(
             e["source"] == "meta_131050"
         })
         .await;
-    let resume = t.field_payload(
-        vec![("user_preferences", json!({"messaging_product": "whatsapp",
+    // Meta (the simulator, now posting to us again) reports that the user resumed.
+    t.sim(
+        reqwest::Method::PUT,
+        "/_sim/config",
+        json!({"webhook_url": format!("{}/webhooks/meta", t.fleet.webhooks_url)}),
+    )
+    .await;
+    t.sim(
+        reqwest::Method::POST,
+        "/_sim/account_events",
+        json!({"waba_id": t.waba_id, "field": "user_preferences", "value": {"messaging_product": "whatsapp",
+            "contacts": [{"wa_id": CANDIDATE.trim_start_matches('+'), "profile": {"name": "Anna"}}],
             "user_preferences": [{"wa_id": CANDIDATE.trim_start_matches('+'), "detail": "User requested to resume marketing messages",
-                                  "category": "marketing_messages", "value": "resume", "timestamp": now + 60}]}))],
-        now + 60,
-    );
-    assert_eq!(t.post_webhook(&resume, Some(&t.app_secret)).await, 200);
+                                  "category": "marketing_messages", "value": "resume", "timestamp": now + 60}]}}),
+    )
+    .await;
     let back = events
         .wait_for("optout", "resume", |e| e["action"] == "opted_in")
         .await;
