@@ -171,3 +171,53 @@ async fn a_131049_failure_defers_the_message_for_24_hours_and_holds_the_recipien
     assert_eq!(held, not_before);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_known_only_by_a_business_scoped_id_can_opt_out_through_the_tenants_own_app() {
+    let t = TestFleet::start().await;
+    let mut events = t.events().await;
+    let now = chrono::Utc::now().timestamp();
+    let body = serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": t.waba_id, "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "442071838750", "phone_number_id": t.phone_number_id},
+            "contacts": [{"profile": {"name": "Anna"}, "user_id": "GB.1349875623"}],
+            "messages": [{"from_user_id": "GB.1349875623", "id": "wamid.bsuid", "timestamp": now.to_string(),
+                          "type": "button", "button": {"payload": "STOP", "text": "Stop promotions"}}],
+        }}]}],
+    }))
+    .unwrap();
+
+    let status = t
+        .http
+        .post(format!(
+            "{}/webhooks/meta/{}",
+            t.fleet.webhooks_url, t.tenant_id
+        ))
+        .header("content-type", "application/json")
+        .header(
+            "x-hub-signature-256",
+            wafleet_webhooks::signature::sign(&t.app_secret, &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+
+    assert_eq!(status, 200);
+    let inbound = events
+        .wait_for("inbound", "button", |e| e["wamid"] == "wamid.bsuid")
+        .await;
+    assert_eq!(inbound["from"], Value::Null);
+    assert_eq!(inbound["from_user_id"], "GB.1349875623");
+    let out = events
+        .wait_for("optout", "opt-out", |e| e["recipient"] == "GB.1349875623")
+        .await;
+    assert_eq!(
+        (out["scope"].as_str(), out["source"].as_str()),
+        (Some("all"), Some("keyword"))
+    );
+    t.stop().await;
+}
