@@ -391,14 +391,15 @@ pub struct EventQueue {
 }
 
 impl EventQueue {
-    /// Waits (10 s at most) for an event with routing key `<kind>.<tenant>` whose body matches.
+    /// Waits (20 s at most: a whole-suite run on a busy machine is slow) for an event with
+    /// routing key `<kind>.<tenant>` whose body matches.
     pub async fn wait_for(
         &mut self,
         kind: &str,
         what: &str,
         matches: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         let mut checked = 0;
         loop {
             for (key, body) in &self.seen[checked..] {
