@@ -718,3 +718,155 @@ impl TestFleet {
         }
     }
 }
+
+/// Upstream's view of `<p>.events`: a test queue bound to every key.
+pub struct EventQueue {
+    _conn: lapin::Connection,
+    channel: lapin::Channel,
+    queue: String,
+    /// Events read so far: (routing key, body).
+    pub seen: Vec<(String, Value)>,
+}
+
+impl EventQueue {
+    /// Waits (20 s at most: a whole-suite run on a busy machine is slow) for an event with
+    /// routing key `<kind>.<tenant>` whose body matches.
+    pub async fn wait_for(
+        &mut self,
+        kind: &str,
+        what: &str,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut checked = 0;
+        loop {
+            for (key, body) in &self.seen[checked..] {
+                if key.starts_with(&format!("{kind}.")) && matches(body) {
+                    return body.clone();
+                }
+            }
+            checked = self.seen.len();
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the {what} event; saw {:#?}",
+                self.seen
+            );
+            self.poll().await;
+        }
+    }
+
+    /// Reads what has arrived (or waits a moment when nothing has).
+    pub async fn poll(&mut self) {
+        let got = self
+            .channel
+            .basic_get(
+                self.queue.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("basic.get");
+        match got {
+            Some(m) => self.seen.push((
+                m.delivery.routing_key.to_string(),
+                serde_json::from_slice(&m.delivery.data).expect("events are JSON"),
+            )),
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+
+    /// Events of `kind` seen so far.
+    pub fn of_kind(&self, kind: &str) -> Vec<&Value> {
+        self.seen
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{kind}.")))
+            .map(|(_, b)| b)
+            .collect()
+    }
+}
+
+impl TestFleet {
+    /// Binds a fresh exclusive queue to `<p>.events` (every routing key), as upstream would.
+    pub async fn events(&self) -> EventQueue {
+        let (conn, channel) = self.amqp_channel().await;
+        let queue = format!(
+            "{}.test-events-{}",
+            self.settings.amqp_prefix,
+            uuid::Uuid::new_v4().simple()
+        );
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .expect("declare the test queue");
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                self.topology().events_exchange().as_str().into(),
+                "#".into(),
+                Default::default(),
+                Default::default(),
+            )
+            .await
+            .expect("bind the test queue");
+        EventQueue {
+            _conn: conn,
+            channel,
+            queue,
+            seen: Vec::new(),
+        }
+    }
+
+    /// A webhook payload for this tenant's WABA with the given `(field, value)` changes, sent
+    /// at unix time `at`.
+    pub fn field_payload(&self, changes: Vec<(&str, Value)>, at: i64) -> Vec<u8> {
+        let changes: Vec<Value> = changes
+            .into_iter()
+            .map(|(field, value)| json!({"field": field, "value": value}))
+            .collect();
+        serde_json::to_vec(&json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": self.waba_id, "time": at, "changes": changes}],
+        }))
+        .expect("json")
+    }
+
+    /// A `messages` payload carrying inbound `messages` (with their `contacts`).
+    pub fn inbound_payload(&self, messages: Vec<Value>) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": self.waba_id, "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": SENDER_PHONE.trim_start_matches('+'), "phone_number_id": self.phone_number_id},
+                "contacts": [{"profile": {"name": "Anna"}, "wa_id": CANDIDATE.trim_start_matches('+')}],
+                "messages": messages,
+            }}]}],
+        }))
+        .expect("json")
+    }
+
+    /// Polls a `SELECT count(*)` until it returns `n` (10 s at most).
+    pub async fn wait_for_count(&self, sql: &'static str, n: i64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got: i64 = sqlx::query_scalar(sql)
+                .fetch_one(&self.pool)
+                .await
+                .expect("count");
+            if got == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out: `{sql}` is {got}, not {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

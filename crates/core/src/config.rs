@@ -109,6 +109,10 @@ pub struct WebhookSettings {
     /// Largest accepted webhook body (Meta sends up to 3 MB).
     pub max_body_bytes: usize,
     pub prefetch: u16,
+    /// How often the events outbox (`outbound_events`) is drained to `<p>.events` when nothing
+    /// wakes the drainer sooner (rows written by other services, failed publishes).
+    #[serde(with = "humantime_ms")]
+    pub events_interval: Duration,
 }
 
 impl Default for Settings {
@@ -154,6 +158,7 @@ impl Default for Settings {
             webhooks: WebhookSettings {
                 max_body_bytes: 4 * 1024 * 1024,
                 prefetch: 32,
+                events_interval: Duration::from_secs(1),
             },
             monitor_interval: Duration::from_secs(10),
         }

@@ -157,4 +157,22 @@ pub struct StatusEvent {
     pub record: Option<crate::domain::RecordRef>,
     pub at: DateTime<Utc>,
     pub error: Option<serde_json::Value>,
+    /// Why, when the state has a reason (`meta_131026`, `recipient_engagement_limit`…).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `optout.<tenant>`: a recipient opted out of, or back in to, the tenant's messages.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OptOutEvent {
+    pub tenant_id: TenantId,
+    /// E.164, or Meta's business-scoped user id for a user known without a phone number.
+    pub recipient: String,
+    /// `all` (a STOP keyword: every template) or `marketing` (Meta's marketing stop).
+    pub scope: String,
+    /// `opted_out` or `opted_in`.
+    pub action: String,
+    /// `keyword`, `meta_131050` or `user_preferences`.
+    pub source: String,
+    pub at: DateTime<Utc>,
 }

@@ -122,7 +122,7 @@ pub async fn record(
     let attempted: Vec<bool> = outcomes.iter().map(|o| o.attempted).collect();
     let dead: Vec<bool> = outcomes.iter().map(|o| o.dead).collect();
     let mut tx = pool.begin().await?;
-    sqlx::query(
+    let owned: Vec<(uuid::Uuid,)> = sqlx::query_as(
         "UPDATE messages m SET
              state = CASE WHEN m.state = 'dispatching' THEN u.state ELSE m.state END,
              reason = CASE WHEN m.state = 'dispatching' THEN u.reason ELSE m.reason END,
@@ -137,7 +137,12 @@ pub async fn record(
          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::timestamptz[],
                      $10::bool[], $11::bool[])
               AS u(id, tenant_id, state, reason, wamid, wa_id, error, not_before, attempted, dead)
-         WHERE m.id = u.id AND m.tenant_id = u.tenant_id",
+         WHERE m.id = u.id AND m.tenant_id = u.tenant_id
+           -- A status webhook may have settled the row first (matched by our callback id: sent,
+           -- delivered, or 131049's 24 h hold with the wamid cleared). Its word stands; this
+           -- attempt's outcome is then neither written nor announced a second time.
+           AND m.state = 'dispatching'
+         RETURNING m.id",
     )
     .bind(&ids)
     .bind(&tenants)
@@ -150,8 +155,16 @@ pub async fn record(
     .bind(now)
     .bind(&attempted)
     .bind(&dead)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
+    let owned: std::collections::HashSet<uuid::Uuid> = owned.into_iter().map(|(id,)| id).collect();
+    let outcomes: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| owned.contains(&o.id.0))
+        .collect();
+    let ids: Vec<uuid::Uuid> = outcomes.iter().map(|o| o.id.0).collect();
+    let tenants: Vec<uuid::Uuid> = outcomes.iter().map(|o| o.tenant_id.0).collect();
+    let states: Vec<&str> = outcomes.iter().map(|o| o.state).collect();
     let events: Vec<Event> = outcomes
         .iter()
         .map(|o| Event {
@@ -163,7 +176,41 @@ pub async fn record(
         })
         .collect();
     insert_events(&mut tx, &events, now).await?;
+    notify_upstream(&mut tx, &ids, &tenants, &states, now).await?;
     tx.commit().await
+}
+
+/// Writes `status.<tenant>` notifications for the outcomes upstream must see (sent, failed by
+/// Meta's answer, expired) to the events outbox, in the record's transaction; the webhooks
+/// service publishes them. Only rows that really took the state are included (a status webhook
+/// that got there first keeps its own).
+async fn notify_upstream(
+    tx: &mut sqlx::PgConnection,
+    ids: &[uuid::Uuid],
+    tenants: &[uuid::Uuid],
+    states: &[&str],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbound_events (tenant_id, routing_key, body)
+         SELECT m.tenant_id, 'status.' || m.tenant_id::text, jsonb_build_object(
+                    'tenant_id', m.tenant_id, 'message_id', m.id, 'wamid', m.wamid,
+                    'status', m.state, 'reason', m.reason,
+                    'record', CASE WHEN m.record_type IS NULL THEN NULL
+                                   ELSE jsonb_build_object('type', m.record_type, 'id', m.record_id) END,
+                    'at', $4::timestamptz, 'error', m.error)
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS u(id, tenant_id, state, n)
+         JOIN messages m ON m.id = u.id AND m.tenant_id = u.tenant_id AND m.state = u.state
+         WHERE u.state IN ('sent', 'failed', 'expired')
+         ORDER BY u.n",
+    )
+    .bind(ids)
+    .bind(tenants)
+    .bind(states)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 struct Event<'a> {

@@ -32,6 +32,7 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/_sim/sends", get(sends))
         .route("/_sim/stats", get(stats))
         .route("/_sim/reset", post(reset))
+        .route("/_sim/account_events", post(crate::account_events::emit))
 }
 
 async fn upsert_number(

@@ -8,6 +8,7 @@
 //!
 //! Start it like every wafleet service: [`MetaSim::build`], then [`MetaSim::run_until_stopped`].
 
+mod account_events;
 mod control;
 mod errors;
 mod graph;

@@ -1,11 +1,13 @@
 //! The webhook consumer: takes raw verified bodies from `<p>.webhooks` and handles every entry,
-//! change, status and message in them. One bad item is kept raw in `dead_webhooks` and never
-//! stops the others; notifications for upstream are published (confirmed) before the
-//! transaction commits, and the delivery is acked only after the commit.
+//! change, status and message in them, in one transaction per body. One bad item is kept raw in
+//! `dead_webhooks` and never stops the others. Notifications for upstream are written to the
+//! events outbox in the same transaction (the drainer publishes them), and the delivery is
+//! acked only after the commit.
 
 use crate::{
-    inbound::{self, InboundItem},
-    statuses::{self, StatusItem},
+    fields, inbound, parking,
+    payload::{self, Parsed},
+    statuses,
 };
 use futures_util::StreamExt;
 use lapin::{
@@ -14,32 +16,25 @@ use lapin::{
     options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
     types::FieldTable,
 };
-use serde::Serialize;
 use serde_json::Value;
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wafleet_core::{
-    amqp::{self, Outgoing, Publisher, Topology},
+    amqp::{self, Topology},
     contract::TENANT_HEADER,
     domain::TenantId,
 };
 
+/// What the consumer needs: the database, and the drainer to wake after a commit.
 pub struct ConsumerCtx {
     pub pool: sqlx::PgPool,
-    pub publisher: Publisher,
     pub topology: Arc<Topology>,
+    pub events_ready: Arc<Notify>,
 }
 
-/// What one payload held, per tenant.
-#[derive(Default)]
-struct Parsed {
-    statuses: HashMap<TenantId, Vec<StatusItem>>,
-    inbound: HashMap<TenantId, Vec<InboundItem>>,
-    /// Items kept raw: (tenant, reason, item).
-    dead: Vec<(Option<TenantId>, String, Value)>,
-}
-
-/// The seam: handles one raw body. `Err` only when the database or broker failed (retry).
+/// The seam: handles one raw body in one transaction. `Err` only when the database failed
+/// (the delivery is retried); anything wrong with the body itself is kept raw.
 pub async fn handle(
     ctx: &ConsumerCtx,
     tenant_hint: Option<TenantId>,
@@ -47,13 +42,50 @@ pub async fn handle(
 ) -> Result<(), HandleError> {
     let mut tx = ctx.pool.begin().await?;
     let parsed = match serde_json::from_slice::<Value>(body) {
-        Ok(payload) => parse(&mut tx, tenant_hint, &payload).await?,
+        Ok(payload) => payload::parse(&mut tx, tenant_hint, &payload).await?,
         Err(_) => Parsed {
             dead: vec![(tenant_hint, "invalid_json".into(), Value::Null)],
             ..Default::default()
         },
     };
-    for (tenant, reason, item) in &parsed.dead {
+    let mut dead = parsed.dead;
+    for (tenant, items) in parsed.statuses {
+        // Webhook lag, and links from this span to the traces of the sends reported on.
+        crate::observe::statuses_received(&mut tx, tenant, &items).await?;
+        let raw: Vec<Value> = items.iter().map(|i| i.raw.clone()).collect();
+        let result = isolated(&mut tx, async |sp| {
+            statuses::apply(sp, tenant, items, true).await
+        });
+        if let Err(reason) = result.await? {
+            dead.extend(
+                raw.into_iter()
+                    .map(|r| (Some(tenant), format!("unstorable_status: {reason}"), r)),
+            );
+        }
+    }
+    for (tenant, items) in parsed.inbound {
+        let result = isolated(&mut tx, async |sp| inbound::apply(sp, tenant, &items).await);
+        if let Err(reason) = result.await? {
+            dead.extend(items.into_iter().map(|i| {
+                (
+                    Some(tenant),
+                    format!("unstorable_message: {reason}"),
+                    i.content,
+                )
+            }));
+        }
+    }
+    for (tenant, change) in parsed.changes {
+        match isolated(&mut tx, async |sp| fields::apply(sp, tenant, &change).await).await? {
+            Ok(items) => dead.extend(items.into_iter().map(|(r, v)| (Some(tenant), r, v))),
+            Err(reason) => dead.push((
+                Some(tenant),
+                format!("unstorable_change: {reason}"),
+                change.raw,
+            )),
+        }
+    }
+    for (tenant, reason, item) in &dead {
         // Malformed JSON keeps the whole body; otherwise the offending item.
         let raw = if item.is_null() {
             body.to_vec()
@@ -69,156 +101,38 @@ pub async fn handle(
         metrics::counter!("wafleet_webhook_dead_items_total", "reason" => reason.clone())
             .increment(1);
     }
-    for (tenant, items) in parsed.statuses {
-        crate::observe::statuses_received(&mut tx, tenant, &items).await?;
-        for note in statuses::apply(&mut tx, tenant, items, true).await? {
-            if note.status != wafleet_core::domain::state::SENT {
-                // `sent` is counted by the dispatcher when Meta accepts the send.
-                wafleet_core::metrics::message_state(&note.status, None);
-            }
-            notify(ctx, "status", tenant, &note).await?;
-        }
-    }
-    for (tenant, items) in parsed.inbound {
-        for note in inbound::apply(&mut tx, tenant, &items).await? {
-            notify(ctx, "inbound", tenant, &note).await?;
-        }
-    }
     tx.commit().await?;
+    ctx.events_ready.notify_one();
     Ok(())
+}
+
+/// Runs `work` inside a savepoint. PostgreSQL refusing the data (a `\u0000` in a text, a
+/// value out of range) rolls back only this work and returns `Ok(Err(reason))`, so the item is
+/// kept raw and the rest of the payload proceeds; a lost connection is a real error (retry).
+async fn isolated<T>(
+    tx: &mut sqlx::PgConnection,
+    work: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<Result<T, String>, sqlx::Error> {
+    use sqlx::Connection;
+    let mut sp = tx.begin().await?;
+    match work(&mut sp).await {
+        Ok(v) => {
+            sp.commit().await?;
+            Ok(Ok(v))
+        }
+        Err(sqlx::Error::Database(err)) => {
+            sp.rollback().await?;
+            tracing::warn!(error = %err, "a webhook item was refused by the database; kept raw");
+            Ok(Err(err.code().map(|c| c.into_owned()).unwrap_or_default()))
+        }
+        Err(err) => Err(err),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("broker: {0}")]
-    Publish(#[from] amqp::PublishError),
-}
-
-/// Sorts a payload's items by tenant and kind; what cannot be understood goes to `dead`.
-async fn parse(
-    tx: &mut sqlx::PgConnection,
-    hint: Option<TenantId>,
-    payload: &Value,
-) -> Result<Parsed, sqlx::Error> {
-    let mut out = Parsed::default();
-    if payload.get("object").and_then(Value::as_str) != Some("whatsapp_business_account") {
-        out.dead
-            .push((hint, "unknown_object".into(), payload.clone()));
-        return Ok(out);
-    }
-    let entries = payload
-        .get("entry")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for entry in entries {
-        let waba = entry.get("id").and_then(Value::as_str).unwrap_or_default();
-        let owner: Option<(TenantId,)> =
-            sqlx::query_as("SELECT tenant_id FROM meta_connections WHERE waba_id = $1")
-                .bind(waba)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let tenant = match (hint, owner) {
-            (Some(h), Some((o,))) if h == o => h,
-            (None, Some((o,))) => o,
-            (Some(_), Some(_)) => {
-                out.dead
-                    .push((hint, "waba_of_another_tenant".into(), entry.clone()));
-                continue;
-            }
-            (_, None) => {
-                out.dead.push((hint, "unknown_waba".into(), entry.clone()));
-                continue;
-            }
-        };
-        for change in entry
-            .get("changes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let field = change
-                .get("field")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let value = change.get("value").cloned().unwrap_or(Value::Null);
-            if field != "messages" {
-                out.dead.push((
-                    Some(tenant),
-                    format!("unhandled_field:{field}"),
-                    change.clone(),
-                ));
-                continue;
-            }
-            let pnid = value
-                .pointer("/metadata/phone_number_id")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            for raw in value
-                .get("statuses")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                match StatusItem::parse(raw) {
-                    Some(item) => out.statuses.entry(tenant).or_default().push(item),
-                    None => out
-                        .dead
-                        .push((Some(tenant), "bad_status".into(), raw.clone())),
-                }
-            }
-            for raw in value
-                .get("messages")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                match InboundItem::parse(raw, pnid) {
-                    Some(item) => out.inbound.entry(tenant).or_default().push(item),
-                    None => out
-                        .dead
-                        .push((Some(tenant), "bad_message".into(), raw.clone())),
-                }
-            }
-            for raw in value
-                .get("errors")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                tracing::error!(tenant = %tenant, error = %raw, "Meta reported an account-level error");
-                out.dead
-                    .push((Some(tenant), "meta_error".into(), raw.clone()));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Publishes a notification on `<p>.events` with key `<kind>.<tenant>`.
-async fn notify<T: Serialize>(
-    ctx: &ConsumerCtx,
-    kind: &str,
-    tenant: TenantId,
-    event: &T,
-) -> Result<(), amqp::PublishError> {
-    let body = serde_json::to_vec(event).expect("event serialises");
-    let key = format!("{kind}.{tenant}");
-    let exchange = ctx.topology.events_exchange();
-    let mut headers = Default::default();
-    amqp::inject_trace_context(&mut headers);
-    ctx.publisher
-        .publish(Outgoing {
-            exchange: &exchange,
-            routing_key: &key,
-            body: &body,
-            properties: amqp::json_properties(&uuid::Uuid::now_v7().to_string(), headers),
-            // A topic with no subscriber yet is not an error: upstream binds what it wants.
-            mandatory: false,
-        })
-        .await
 }
 
 /// Consumes `<p>.webhooks` until cancelled.
@@ -291,14 +205,9 @@ pub async fn run_unparker(ctx: Arc<ConsumerCtx>, interval: Duration, cancel: Can
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        match statuses::unpark(&ctx.pool).await {
-            Ok(notes) => {
-                for note in notes {
-                    if let Err(err) = notify(&ctx, "status", note.tenant_id, &note).await {
-                        tracing::warn!(error = %err, "could not notify an unparked status");
-                    }
-                }
-            }
+        match parking::unpark(&ctx.pool).await {
+            Ok(0) => {}
+            Ok(_) => ctx.events_ready.notify_one(),
             Err(err) => tracing::warn!(error = %err, "unparking statuses failed; will retry"),
         }
     }

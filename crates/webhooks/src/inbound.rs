@@ -1,8 +1,13 @@
 //! Inbound messages from candidates and contacts: stored once (keyed by wamid), filed against
 //! the record we last wrote to from that number, and the 24 h service window of
 //! (sender, recipient) opened. Users Meta identifies only by a business-scoped user id (no
-//! phone number) are stored too.
+//! phone number) are stored too. A message that is exactly one of the tenant's STOP (or START)
+//! keywords opts the sender out of (or back in to) every template.
 
+use crate::{
+    optouts::{self, Keywords, OptOutChange},
+    outbox,
+};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use wafleet_core::{
@@ -66,21 +71,35 @@ impl InboundItem {
                 .or_else(|| c.pointer("/interactive/list_reply/title")),
             "image" | "video" | "document" => c.pointer(&format!("/{}/caption", self.kind)),
             "reaction" => c.pointer("/reaction/emoji"),
+            "system" => c.pointer("/system/body"),
+            "location" => c.pointer("/location/name"),
             _ => None,
         };
         s.and_then(Value::as_str).map(str::to_owned)
     }
+
+    /// What a keyword may be found in: the text, and a quick-reply button's payload.
+    fn keyword_candidates(&self) -> Vec<String> {
+        let payload = (self.kind == "button")
+            .then(|| self.content.pointer("/button/payload"))
+            .flatten()
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        self.text().into_iter().chain(payload).collect()
+    }
 }
 
-/// Stores inbound messages for one tenant; returns notifications for the new ones only.
+/// Stores inbound messages for one tenant, and writes `inbound.<tenant>` notifications (and
+/// opt-outs from keywords) for the new ones only; returns how many were new.
 /// `created_at` is when we recorded the message (history order); Meta's own timestamp, which
 /// has only second resolution, is kept as `status_at`.
 pub async fn apply(
     tx: &mut sqlx::PgConnection,
     tenant: TenantId,
     items: &[InboundItem],
-) -> Result<Vec<InboundEvent>, sqlx::Error> {
+) -> Result<usize, sqlx::Error> {
     let mut notes = Vec::new();
+    let mut keyword_candidates = Vec::new();
     for item in items {
         let id = MessageId::new();
         let inserted: Option<(Option<String>, Option<String>)> = sqlx::query_as(
@@ -143,6 +162,10 @@ pub async fn apply(
             (Some(kind), Some(id)) => Some(RecordRef { kind, id }),
             _ => None,
         };
+        let texts = item.keyword_candidates();
+        if !texts.is_empty() {
+            keyword_candidates.push((item, texts));
+        }
         notes.push(InboundEvent {
             tenant_id: tenant,
             message_id: id,
@@ -158,5 +181,24 @@ pub async fn apply(
         });
     }
     metrics::counter!("wafleet_webhook_inbound_total").increment(notes.len() as u64);
-    Ok(notes)
+    outbox::enqueue(tx, "inbound", tenant, &notes).await?;
+    if !keyword_candidates.is_empty() {
+        let keywords = Keywords::load(tx, tenant).await?;
+        let mut changes: Vec<OptOutChange> = keyword_candidates
+            .into_iter()
+            .filter_map(|(item, texts)| {
+                let opt_out = keywords.classify(texts.iter().map(String::as_str))?;
+                Some(OptOutChange {
+                    recipient: item.from.clone().or_else(|| item.from_user_id.clone())?,
+                    scope: optouts::SCOPE_ALL,
+                    opt_out,
+                    source: "keyword",
+                    at: item.at,
+                })
+            })
+            .collect();
+        changes.sort_by_key(|c| c.at);
+        optouts::record(tx, tenant, &changes).await?;
+    }
+    Ok(notes.len())
 }

@@ -3,12 +3,19 @@
 //! messages filed against their record with the 24 h service window opened, and notifications
 //! to upstream on `<p>.events`.
 
+pub mod account_fields;
 pub mod consumer;
+pub mod fields;
 pub mod inbound;
 pub mod observe;
+pub mod optouts;
+pub mod outbox;
+pub mod parking;
+pub mod payload;
 pub mod receiver;
 pub mod signature;
 pub mod statuses;
+pub mod template_fields;
 
 use anyhow::Context;
 use std::{sync::Arc, time::Duration};
@@ -26,6 +33,7 @@ pub struct Application {
     listener: TcpListener,
     receiver: receiver::ReceiverState,
     consumer: Arc<consumer::ConsumerCtx>,
+    drainer: outbox::Drainer,
     consume_channel: lapin::Channel,
     settings: Settings,
     connections: Vec<Arc<lapin::Connection>>,
@@ -73,15 +81,24 @@ impl Application {
             app_secret: settings.meta_app_secret.clone(),
             verify_token: settings.meta_verify_token.clone(),
         };
+        let events_ready = Arc::new(tokio::sync::Notify::new());
+        let drainer = outbox::Drainer {
+            pool: pool.clone(),
+            publisher: Publisher::open(&pub_conn).await?,
+            topology: topology.clone(),
+            wake: events_ready.clone(),
+            interval: settings.webhooks.events_interval,
+        };
         let consumer = Arc::new(consumer::ConsumerCtx {
             pool,
-            publisher: Publisher::open(&pub_conn).await?,
             topology,
+            events_ready,
         });
         Ok(Self {
             listener,
             receiver,
             consumer,
+            drainer,
             consume_channel: sub_conn.create_channel().await?,
             settings,
             connections: vec![Arc::new(pub_conn), Arc::new(sub_conn)],
@@ -95,7 +112,9 @@ impl Application {
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let mut checks = vec![database_check(self.consumer.pool.clone())];
         checks.extend(self.connections.iter().cloned().map(broker_check));
+        // axum's own 2 MB default would refuse Meta's 3 MB bodies; the configured limit rules.
         let router = receiver::router(self.receiver)
+            .layer(axum::extract::DefaultBodyLimit::disable())
             .layer(RequestBodyLimitLayer::new(
                 self.settings.webhooks.max_body_bytes,
             ))
@@ -125,6 +144,9 @@ impl Application {
             self.settings.webhooks.prefetch,
             cancel.clone(),
         ));
+        // The drainer stops after the consumer, so events of the last deliveries still leave.
+        let drain_cancel = CancellationToken::new();
+        let drainer = tokio::spawn(self.drainer.run(drain_cancel.clone()));
         tasks.spawn(consumer::run_unparker(
             self.consumer.clone(),
             Duration::from_secs(2),
@@ -132,6 +154,8 @@ impl Application {
         ));
         tasks.close();
         tasks.wait().await;
+        drain_cancel.cancel();
+        drainer.await?;
         http.await?.context("HTTP server")?;
         consume.await?.context("webhook consumer")?;
         for conn in self.connections {

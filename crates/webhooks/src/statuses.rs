@@ -1,15 +1,30 @@
 //! Applying status webhooks to outbound messages, a whole payload at a time:
 //! durable dedupe on (wamid, status); messages matched by wamid or by our id echoed in
 //! `biz_opaque_callback_data`; states only move forward (rank, then timestamp); statuses for
-//! messages we cannot match yet are parked and applied once the send is recorded.
+//! messages we cannot match yet are parked and applied once the send is recorded. Every change
+//! writes a `status.<tenant>` notification to the events outbox in the same transaction.
+//! Two failures have effects beyond the message: 131049 (Meta limits what this user receives
+//! for now) puts the message back to `deferred` for 24 h and holds the recipient; 131050 (the
+//! user stopped marketing) records a marketing opt-out.
 
-use chrono::{DateTime, Utc};
+use crate::{
+    optouts::{self, OptOutChange},
+    outbox, parking,
+};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use wafleet_core::{
     contract::StatusEvent,
     domain::{MessageId, RecordRef, RecordType, TenantId, state},
 };
+
+/// Meta's "healthy ecosystem engagement" limit: try this recipient again in 24 h.
+const ENGAGEMENT_LIMIT: i64 = 131_049;
+/// The recipient stopped marketing messages ("Offers and announcements").
+const MARKETING_STOPPED: i64 = 131_050;
+/// Why a 131049 message waits.
+pub const ENGAGEMENT_REASON: &str = "recipient_engagement_limit";
 
 /// One status item from `value.statuses[]`.
 #[derive(Debug, Clone)]
@@ -58,6 +73,7 @@ struct Current {
     wamid: Option<String>,
     state: String,
     status_at: Option<DateTime<Utc>>,
+    recipient: Option<String>,
     record_type: Option<String>,
     record_id: Option<String>,
 }
@@ -84,19 +100,19 @@ pub fn next_state(current: &str, status: &str) -> Option<&'static str> {
 }
 
 /// Applies statuses for one tenant inside `tx`. With `dedupe`, items already received are
-/// skipped. Returns the notifications to publish for upstream.
+/// skipped. Writes the notifications to the outbox; returns how many statuses took effect.
 pub async fn apply(
     tx: &mut sqlx::PgConnection,
     tenant: TenantId,
     items: Vec<StatusItem>,
     dedupe: bool,
-) -> Result<Vec<StatusEvent>, sqlx::Error> {
+) -> Result<usize, sqlx::Error> {
     let mut items = items;
     if dedupe {
-        items = fresh_only(tx, tenant, items).await?;
+        items = parking::fresh_only(tx, tenant, items).await?;
     }
     if items.is_empty() {
-        return Ok(Vec::new());
+        return Ok(0);
     }
     items.sort_by_key(|i| (i.at, i.rank()));
 
@@ -106,7 +122,7 @@ pub async fn apply(
         .filter_map(|i| i.callback.as_deref()?.parse().ok())
         .collect();
     let rows: Vec<Current> = sqlx::query_as(
-        "SELECT id, wamid, state, status_at, record_type, record_id FROM messages
+        "SELECT id, wamid, state, status_at, recipient, record_type, record_id FROM messages
          WHERE tenant_id = $1 AND direction = 'out' AND (wamid = ANY($2) OR id = ANY($3))
          FOR UPDATE",
     )
@@ -120,6 +136,11 @@ pub async fn apply(
     let mut touched: HashSet<MessageId> = HashSet::new();
     let mut pricing: HashMap<MessageId, Value> = HashMap::new();
     let mut errors: HashMap<MessageId, Value> = HashMap::new();
+    let mut reasons: HashMap<MessageId, String> = HashMap::new();
+    // 131049: (message, not before) and (recipient, held until).
+    let mut deferrals: Vec<(MessageId, DateTime<Utc>)> = Vec::new();
+    let mut holds: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let mut optouts: Vec<OptOutChange> = Vec::new();
     let mut events = Vec::new();
     let mut notes = Vec::new();
     let mut parked = Vec::new();
@@ -145,7 +166,31 @@ pub async fn apply(
             pricing.insert(id, p.clone());
             touched.insert(id);
         }
-        let moved = next_state(&msg.state, &item.status);
+        let code = first_error_code(&item.errors);
+        let mut moved = next_state(&msg.state, &item.status);
+        // Not a final failure: the message waits 24 h and is then sent again (new wamid).
+        let engagement_hold = moved == Some(state::FAILED) && code == Some(ENGAGEMENT_LIMIT);
+        if engagement_hold {
+            moved = Some(state::DEFERRED);
+            let until = item.at + Duration::hours(24);
+            deferrals.push((id, until));
+            if let Some(r) = &msg.recipient {
+                let held = holds.entry(r.clone()).or_insert(until);
+                *held = (*held).max(until);
+            }
+        }
+        if item.status == state::FAILED
+            && code == Some(MARKETING_STOPPED)
+            && let Some(r) = &msg.recipient
+        {
+            optouts.push(OptOutChange {
+                recipient: r.clone(),
+                scope: optouts::SCOPE_MARKETING,
+                opt_out: true,
+                source: "meta_131050",
+                at: item.at,
+            });
+        }
         if let Some(new_state) = moved {
             msg.state = new_state.to_owned();
             msg.status_at = Some(item.at);
@@ -159,11 +204,23 @@ pub async fn apply(
             touched.insert(id);
         }
         if moved.is_some() || item.status == state::FAILED {
-            let code = first_error_code(&item.errors);
+            let (status, reason) = if engagement_hold {
+                (
+                    state::DEFERRED.to_owned(),
+                    Some(ENGAGEMENT_REASON.to_owned()),
+                )
+            } else {
+                (item.status.clone(), code.map(|c| format!("meta_{c}")))
+            };
+            if moved.is_some()
+                && let Some(r) = &reason
+            {
+                reasons.insert(id, r.clone());
+            }
             events.push((
                 id,
-                item.status.clone(),
-                code.map(|c| format!("meta_{c}")),
+                status.clone(),
+                reason.clone(),
                 item.at,
                 item.raw.clone(),
             ));
@@ -171,10 +228,11 @@ pub async fn apply(
                 tenant_id: tenant,
                 message_id: id,
                 wamid: Some(item.wamid.clone()),
-                status: item.status.clone(),
+                status,
                 record: record_of(msg),
                 at: item.at,
                 error: item.errors.clone(),
+                reason,
             });
         }
     }
@@ -192,16 +250,7 @@ pub async fn apply(
         let errs: Vec<Option<Value>> = updates.iter().map(|m| errors.get(&m.id).cloned()).collect();
         let reasons: Vec<Option<String>> = updates
             .iter()
-            .map(|m| {
-                (m.state == state::FAILED)
-                    .then(|| {
-                        errors
-                            .get(&m.id)
-                            .and_then(|e| first_error_code(&Some(e.clone())))
-                    })
-                    .flatten()
-                    .map(|c| format!("meta_{c}"))
-            })
+            .map(|m| reasons.get(&m.id).cloned())
             .collect();
         sqlx::query(
             "UPDATE messages m SET state = u.state, status_at = u.status_at,
@@ -244,93 +293,58 @@ pub async fn apply(
         .execute(&mut *tx)
         .await?;
     }
+    if !deferrals.is_empty() {
+        defer(tx, tenant, &deferrals, &holds).await?;
+    }
     if !parked.is_empty() {
-        park(tx, tenant, &parked).await?;
+        parking::park(tx, tenant, &parked).await?;
+    }
+    optouts::record(tx, tenant, &optouts).await?;
+    outbox::enqueue(tx, "status", tenant, &notes).await?;
+    for note in notes.iter().filter(|n| n.status != state::SENT) {
+        // `sent` is counted by the dispatcher when Meta accepts the send.
+        wafleet_core::metrics::message_state(&note.status, None);
     }
     metrics::counter!("wafleet_webhook_statuses_applied_total").increment(notes.len() as u64);
-    Ok(notes)
+    Ok(notes.len())
 }
 
-/// Records receipts and keeps only statuses not seen before (Meta retries; every subscribed
-/// app gets a copy).
-async fn fresh_only(
+/// 131049: the messages wait until `not_before` (the dispatcher's releaser sends them again,
+/// under a new wamid, so the old one is dropped) and the recipient is held until then.
+async fn defer(
     tx: &mut sqlx::PgConnection,
     tenant: TenantId,
-    items: Vec<StatusItem>,
-) -> Result<Vec<StatusItem>, sqlx::Error> {
-    let wamids: Vec<&str> = items.iter().map(|i| i.wamid.as_str()).collect();
-    let statuses: Vec<&str> = items.iter().map(|i| i.status.as_str()).collect();
-    let ats: Vec<DateTime<Utc>> = items.iter().map(|i| i.at).collect();
-    let fresh: Vec<(String, String)> = sqlx::query_as(
-        "INSERT INTO status_receipts (tenant_id, wamid, status, at)
-         SELECT $1, w, s, a FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS u(w, s, a)
-         ON CONFLICT DO NOTHING
-         RETURNING wamid, status",
-    )
-    .bind(tenant)
-    .bind(&wamids)
-    .bind(&statuses)
-    .bind(&ats)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut fresh: HashSet<(String, String)> = fresh.into_iter().collect();
-    let total = items.len();
-    let kept: Vec<StatusItem> = items
-        .into_iter()
-        .filter(|i| fresh.remove(&(i.wamid.clone(), i.status.clone())))
-        .collect();
-    metrics::counter!("wafleet_webhook_duplicates_total").increment((total - kept.len()) as u64);
-    Ok(kept)
-}
-
-async fn park(
-    tx: &mut sqlx::PgConnection,
-    tenant: TenantId,
-    items: &[StatusItem],
+    deferrals: &[(MessageId, DateTime<Utc>)],
+    holds: &HashMap<String, DateTime<Utc>>,
 ) -> Result<(), sqlx::Error> {
-    let wamids: Vec<&str> = items.iter().map(|i| i.wamid.as_str()).collect();
-    let statuses: Vec<&str> = items.iter().map(|i| i.status.as_str()).collect();
-    let payloads: Vec<Value> = items.iter().map(|i| i.raw.clone()).collect();
+    let ids: Vec<uuid::Uuid> = deferrals.iter().map(|d| d.0.0).collect();
+    let until: Vec<DateTime<Utc>> = deferrals.iter().map(|d| d.1).collect();
     sqlx::query(
-        "INSERT INTO parked_statuses (tenant_id, wamid, status, payload)
-         SELECT $1, w, s, p FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS u(w, s, p)
-         ON CONFLICT DO NOTHING",
+        "UPDATE messages m SET not_before = u.until, wamid = NULL, claimed_at = NULL
+         FROM unnest($2::uuid[], $3::timestamptz[]) AS u(id, until)
+         WHERE m.tenant_id = $1 AND m.id = u.id AND m.state = 'deferred'",
     )
     .bind(tenant)
-    .bind(&wamids)
-    .bind(&statuses)
-    .bind(&payloads)
+    .bind(&ids)
+    .bind(&until)
     .execute(&mut *tx)
     .await?;
-    metrics::counter!("wafleet_webhook_statuses_parked_total").increment(items.len() as u64);
-    Ok(())
-}
-
-/// Applies parked statuses whose message is now known; returns the notifications.
-pub async fn unpark(pool: &sqlx::PgPool) -> Result<Vec<StatusEvent>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let rows: Vec<(TenantId, String, String, Value)> = sqlx::query_as(
-        "DELETE FROM parked_statuses p
-         WHERE (p.tenant_id, p.wamid, p.status) IN (
-             SELECT q.tenant_id, q.wamid, q.status FROM parked_statuses q
-             WHERE EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = q.tenant_id AND m.wamid = q.wamid)
-             LIMIT 500 FOR UPDATE SKIP LOCKED)
-         RETURNING p.tenant_id, p.wamid, p.status, p.payload",
+    let recipients: Vec<&str> = holds.keys().map(String::as_str).collect();
+    let held: Vec<DateTime<Utc>> = recipients.iter().map(|r| holds[*r]).collect();
+    sqlx::query(
+        "INSERT INTO recipient_holds (tenant_id, recipient, until, reason)
+         SELECT $1, r, u, $4 FROM unnest($2::text[], $3::timestamptz[]) AS h(r, u)
+         ON CONFLICT (tenant_id, recipient) DO UPDATE
+         SET until = GREATEST(recipient_holds.until, EXCLUDED.until), reason = EXCLUDED.reason",
     )
-    .fetch_all(&mut *tx)
+    .bind(tenant)
+    .bind(&recipients)
+    .bind(&held)
+    .bind(ENGAGEMENT_REASON)
+    .execute(&mut *tx)
     .await?;
-    let mut by_tenant: HashMap<TenantId, Vec<StatusItem>> = HashMap::new();
-    for (tenant, _, _, payload) in rows {
-        if let Some(item) = StatusItem::parse(&payload) {
-            by_tenant.entry(tenant).or_default().push(item);
-        }
-    }
-    let mut notes = Vec::new();
-    for (tenant, items) in by_tenant {
-        notes.extend(apply(&mut tx, tenant, items, false).await?);
-    }
-    tx.commit().await?;
-    Ok(notes)
+    metrics::counter!("wafleet_webhook_engagement_deferrals_total").increment(ids.len() as u64);
+    Ok(())
 }
 
 fn first_error_code(errors: &Option<Value>) -> Option<i64> {

@@ -27,9 +27,14 @@ async fn an_http_template_send_reaches_meta_and_comes_back_read_in_history() {
         .iter()
         .map(|e| e["state"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        trail,
-        ["accepted", "dispatching", "sent", "delivered", "read"]
+    // Meta's statuses may be applied out of order; `delivered` is then skipped (read implies it),
+    // but every step is recorded once and the trail never goes backwards.
+    assert_eq!(&trail[..3], ["accepted", "dispatching", "sent"]);
+    assert_eq!(trail.last(), Some(&"read"));
+    assert!(
+        trail == ["accepted", "dispatching", "sent", "delivered", "read"]
+            || trail == ["accepted", "dispatching", "sent", "read"],
+        "{trail:?}"
     );
     let sends = t.sends_for(&id).await;
     assert_eq!(sends.len(), 1, "Meta got exactly one request");
