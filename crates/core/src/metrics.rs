@@ -18,10 +18,13 @@ pub const GRAPH_DURATION: &str = "wafleet_graph_duration_seconds";
 pub const RETRIES: &str = "wafleet_dispatch_retries_total";
 /// Counter: dispatch messages that gave up and went to `<p>.dead`.
 pub const DEAD_LETTERS: &str = "wafleet_dispatch_dead_letters_total";
-/// Gauge `{scope, key}`: circuit breaker state, 0 closed, 1 half-open, 2 open.
-pub const CIRCUIT_STATE: &str = "wafleet_circuit_state";
-/// Counter `{scope, to}`: circuit breaker transitions.
-pub const CIRCUIT_TRANSITIONS: &str = "wafleet_circuit_transitions_total";
+/// Gauge `{scope}`: circuit breakers open or half-open right now, read from the database by
+/// every dispatcher (breakers are shared across processes, so a per-process gauge would lie).
+pub const CIRCUITS_OPEN: &str = "wafleet_circuits_open";
+/// Counter `{scope}`: circuit breakers opened (an error log line goes with each).
+pub const CIRCUIT_OPENED: &str = "wafleet_circuit_opened_total";
+/// Counter `{scope}`: circuit breakers closed by a successful probe.
+pub const CIRCUIT_CLOSED: &str = "wafleet_circuit_closed_total";
 /// Gauge `{tenant}`: business-initiated conversations used in the current cap window.
 pub const CAP_USED: &str = "wafleet_cap_used";
 /// Gauge `{tenant}`: the tenant's messaging limit (cap) in the current window.
@@ -45,24 +48,6 @@ pub const DATABASE_UP: &str = "wafleet_database_up";
 /// Gauge `{tenant, sender}`: the sender's quality rating, 0 unknown, 1 GREEN, 2 YELLOW, 3 RED.
 pub const SENDER_QUALITY: &str = "wafleet_sender_quality";
 
-/// Circuit breaker states as the `wafleet_circuit_state` gauge encodes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CircuitState {
-    Closed = 0,
-    HalfOpen = 1,
-    Open = 2,
-}
-
-impl CircuitState {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Closed => "closed",
-            Self::HalfOpen => "half_open",
-            Self::Open => "open",
-        }
-    }
-}
-
 /// Registers help texts and units once per process (Prometheus `# HELP` lines).
 pub fn describe() {
     static ONCE: Once = Once::new();
@@ -73,10 +58,14 @@ pub fn describe() {
         describe_counter!(RETRIES, "Dispatch messages sent to a retry tier");
         describe_counter!(DEAD_LETTERS, "Dispatch messages dead-lettered to <p>.dead");
         describe_gauge!(
-            CIRCUIT_STATE,
-            "Circuit state: 0 closed, 1 half-open, 2 open"
+            CIRCUITS_OPEN,
+            "Circuit breakers open or half-open, by scope"
         );
-        describe_counter!(CIRCUIT_TRANSITIONS, "Circuit breaker transitions");
+        describe_counter!(CIRCUIT_OPENED, "Circuit breakers opened, by scope");
+        describe_counter!(
+            CIRCUIT_CLOSED,
+            "Circuit breakers closed by a probe, by scope"
+        );
         describe_gauge!(CAP_USED, "Conversations used in the tenant's cap window");
         describe_gauge!(CAP_LIMIT, "The tenant's cap in the current window");
         describe_histogram!(LIMITER_WAIT, Unit::Seconds, "Wait for the sender's rate");
@@ -115,13 +104,6 @@ pub fn dead_lettered() {
     metrics::counter!(DEAD_LETTERS).increment(1);
 }
 
-/// Publishes a circuit's state (for the circuit breakers: one call per transition).
-pub fn circuit_state(scope: &'static str, key: &str, state: CircuitState) {
-    metrics::gauge!(CIRCUIT_STATE, "scope" => scope, "key" => key.to_owned())
-        .set(state as i32 as f64);
-    metrics::counter!(CIRCUIT_TRANSITIONS, "scope" => scope, "to" => state.label()).increment(1);
-}
-
 /// Publishes a tenant's cap usage and limit (for the cap accounting).
 pub fn cap(tenant: &str, used: u64, limit: u64) {
     metrics::gauge!(CAP_USED, "tenant" => tenant.to_owned()).set(used as f64);
@@ -143,13 +125,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn circuit_states_encode_as_documented() {
-        assert_eq!(CircuitState::Closed as i32, 0);
-        assert_eq!(CircuitState::HalfOpen as i32, 1);
-        assert_eq!(CircuitState::Open as i32, 2);
-    }
-
-    #[test]
     fn every_metric_name_is_a_valid_prometheus_name_under_our_namespace() {
         for name in [
             MESSAGES,
@@ -157,8 +132,9 @@ mod tests {
             GRAPH_DURATION,
             RETRIES,
             DEAD_LETTERS,
-            CIRCUIT_STATE,
-            CIRCUIT_TRANSITIONS,
+            CIRCUITS_OPEN,
+            CIRCUIT_OPENED,
+            CIRCUIT_CLOSED,
             CAP_USED,
             CAP_LIMIT,
             LIMITER_WAIT,

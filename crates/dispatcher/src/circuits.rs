@@ -236,7 +236,8 @@ pub async fn open(
     .bind(until)
     .execute(pool)
     .await?;
-    metrics::counter!("wafleet_circuit_opened_total", "scope" => scope.as_str()).increment(1);
+    metrics::counter!(wafleet_core::metrics::CIRCUIT_OPENED, "scope" => scope.as_str())
+        .increment(1);
     // The key is a phone number id or a template name, never a recipient's phone.
     tracing::error!(
         tenant = %tenant, scope = scope.as_str(), key, meta.error.code = ?code, %until,
@@ -261,7 +262,7 @@ pub async fn close(
                 .await?
                 .rows_affected();
         if closed > 0 {
-            metrics::counter!("wafleet_circuit_closed_total", "scope" => scope.as_str())
+            metrics::counter!(wafleet_core::metrics::CIRCUIT_CLOSED, "scope" => scope.as_str())
                 .increment(1);
             tracing::info!(tenant = %tenant, scope = scope.as_str(), key, "circuit closed");
         }

@@ -169,7 +169,7 @@ async fn report_open_circuits(pool: &PgPool) -> Result<(), sqlx::Error> {
             .iter()
             .find(|(s, _)| s == scope)
             .map_or(0, |(_, n)| *n);
-        metrics::gauge!("wafleet_circuits_open", "scope" => scope).set(n as f64);
+        metrics::gauge!(wafleet_core::metrics::CIRCUITS_OPEN, "scope" => scope).set(n as f64);
     }
     Ok(())
 }
