@@ -13,6 +13,7 @@ pub mod http;
 pub mod metrics;
 pub mod monitor;
 pub mod secrets;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tenant;

@@ -22,7 +22,6 @@ use wafleet_core::{
     Settings,
     amqp::{self, Publisher, Topology},
     clock::SharedClock,
-    db,
     http::{broker_check, database_check, ops_router},
 };
 
@@ -42,40 +41,25 @@ impl Application {
         clock: SharedClock,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.dispatcher_addr)
-            .await
-            .with_context(|| format!("binding {}", settings.dispatcher_addr))?;
-        let pool = db::connect_lazy(
-            &settings.database_url,
-            settings.database_max_connections,
-            "wafleet-dispatcher",
-        )?;
+        let wafleet_core::service::Infra {
+            listener,
+            pool,
+            topology,
+            publish_conn,
+            consume_conn,
+        } = wafleet_core::service::Infra::open(
+            &settings,
+            "dispatcher",
+            settings.dispatcher_addr,
+            cancel,
+        )
+        .await?;
         let secrets = settings.secret_box()?;
         let graph = graph_client::GraphClient::new(
             &settings.meta_base_url,
             &settings.meta_api_version,
             settings.dispatch.graph_timeout,
         )?;
-        let topology = Arc::new(Topology::from_settings(&settings));
-        let publish_conn = amqp::connect_with_retry(
-            &settings.amqp_url,
-            &format!("{}/dispatcher/publish", settings.amqp_prefix),
-            cancel,
-        )
-        .await
-        .context("cancelled while connecting to the broker")?;
-        let consume_conn = amqp::connect_with_retry(
-            &settings.amqp_url,
-            &format!("{}/dispatcher/consume", settings.amqp_prefix),
-            cancel,
-        )
-        .await
-        .context("cancelled while connecting to the broker")?;
-        let setup = publish_conn.create_channel().await?;
-        topology
-            .declare(&setup)
-            .await
-            .context("declaring the AMQP topology")?;
         let publisher = Publisher::open(&publish_conn).await?;
         let ctx = Arc::new(dispatch::Ctx {
             pool,

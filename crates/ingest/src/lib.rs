@@ -23,9 +23,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{limit::RequestBodyLimitLayer, trace::TraceLayer};
 use wafleet_core::{
     Settings,
-    amqp::{self, Publisher, Topology},
+    amqp::{self, Publisher},
     clock::SharedClock,
-    db,
     http::{broker_check, database_check, ops_router},
 };
 
@@ -49,34 +48,14 @@ impl Application {
         clock: SharedClock,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.ingest_addr)
-            .await
-            .with_context(|| format!("binding {}", settings.ingest_addr))?;
-        let pool = db::connect_lazy(
-            &settings.database_url,
-            settings.database_max_connections,
-            "wafleet-ingest",
-        )?;
-        let topology = Arc::new(Topology::from_settings(&settings));
-        let pub_conn = amqp::connect_with_retry(
-            &settings.amqp_url,
-            &format!("{}/ingest/publish", settings.amqp_prefix),
-            cancel,
-        )
-        .await
-        .context("cancelled while connecting to the broker")?;
-        let sub_conn = amqp::connect_with_retry(
-            &settings.amqp_url,
-            &format!("{}/ingest/consume", settings.amqp_prefix),
-            cancel,
-        )
-        .await
-        .context("cancelled while connecting to the broker")?;
-        let setup = pub_conn.create_channel().await?;
-        topology
-            .declare(&setup)
-            .await
-            .context("declaring the AMQP topology")?;
+        let wafleet_core::service::Infra {
+            listener,
+            pool,
+            topology,
+            publish_conn: pub_conn,
+            consume_conn: sub_conn,
+        } = wafleet_core::service::Infra::open(&settings, "ingest", settings.ingest_addr, cancel)
+            .await?;
         let dispatch_publisher = Publisher::open(&pub_conn).await?;
         let intake_publisher = Publisher::open(&pub_conn).await?;
         let consumer_channel = sub_conn.create_channel().await?;

@@ -24,8 +24,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{limit::RequestBodyLimitLayer, trace::TraceLayer};
 use wafleet_core::{
     Settings,
-    amqp::{self, Publisher, Topology},
-    db,
+    amqp::{self, Publisher},
     http::{broker_check, database_check, ops_router},
 };
 
@@ -41,34 +40,19 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings, cancel: &CancellationToken) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.webhooks_addr)
-            .await
-            .with_context(|| format!("binding {}", settings.webhooks_addr))?;
-        let pool = db::connect_lazy(
-            &settings.database_url,
-            settings.database_max_connections,
-            "wafleet-webhooks",
-        )?;
-        let topology = Arc::new(Topology::from_settings(&settings));
-        let pub_conn = amqp::connect_with_retry(
-            &settings.amqp_url,
-            &format!("{}/webhooks/publish", settings.amqp_prefix),
+        let wafleet_core::service::Infra {
+            listener,
+            pool,
+            topology,
+            publish_conn: pub_conn,
+            consume_conn: sub_conn,
+        } = wafleet_core::service::Infra::open(
+            &settings,
+            "webhooks",
+            settings.webhooks_addr,
             cancel,
         )
-        .await
-        .context("cancelled while connecting to the broker")?;
-        let sub_conn = amqp::connect_with_retry(
-            &settings.amqp_url,
-            &format!("{}/webhooks/consume", settings.amqp_prefix),
-            cancel,
-        )
-        .await
-        .context("cancelled while connecting to the broker")?;
-        let setup = pub_conn.create_channel().await?;
-        topology
-            .declare(&setup)
-            .await
-            .context("declaring the AMQP topology")?;
+        .await?;
         let secrets = match &settings.secret_key {
             Some(_) => Some(settings.secret_box()?),
             None => None,
