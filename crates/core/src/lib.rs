@@ -5,6 +5,7 @@
 pub mod amqp;
 pub mod clock;
 pub mod config;
+pub mod consume;
 pub mod contract;
 pub mod db;
 pub mod dead_letters;

@@ -9,12 +9,10 @@ use crate::{
     state::AppState,
 };
 use axum::http::StatusCode;
-use futures_util::StreamExt;
 use lapin::{
     Channel,
     message::Delivery,
-    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
-    types::FieldTable,
+    options::{BasicAckOptions, BasicNackOptions},
 };
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -112,36 +110,16 @@ pub async fn run(
     concurrency: u16,
     cancel: CancellationToken,
 ) -> Result<(), lapin::Error> {
-    channel
-        .basic_qos(concurrency, BasicQosOptions::default())
-        .await?;
     let queue = st.topology.intake_queue();
-    let consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            "wafleet-ingest".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let stream = consumer.take_until(cancel.cancelled_owned());
-    stream
-        .for_each_concurrent(usize::from(concurrency), |delivery| {
-            let st = st.clone();
-            let publisher = publisher.clone();
-            let channel = channel.clone();
-            async move {
-                match delivery {
-                    Ok(delivery) => process(&st, &publisher, delivery).await,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "intake consumer error; waiting for recovery");
-                        let _ = channel.wait_for_recovery(err).await;
-                    }
-                }
-            }
-        })
-        .await;
-    Ok(())
+    wafleet_core::consume::consume_concurrently(
+        &channel,
+        &queue,
+        "wafleet-ingest",
+        concurrency,
+        cancel,
+        |delivery| process(&st, &publisher, delivery),
+    )
+    .await
 }
 
 #[tracing::instrument(name = "process wafleet.intake", skip_all, fields(

@@ -9,12 +9,10 @@ use crate::{
     payload::{self, Parsed},
     statuses,
 };
-use futures_util::StreamExt;
 use lapin::{
     Channel,
     message::Delivery,
-    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
-    types::FieldTable,
+    options::{BasicAckOptions, BasicNackOptions},
 };
 use serde_json::Value;
 use std::{sync::Arc, time::Duration};
@@ -142,35 +140,16 @@ pub async fn run(
     prefetch: u16,
     cancel: CancellationToken,
 ) -> Result<(), lapin::Error> {
-    channel
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await?;
     let queue = ctx.topology.webhooks_queue();
-    let consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            "wafleet-webhooks".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    consumer
-        .take_until(cancel.cancelled_owned())
-        .for_each_concurrent(usize::from(prefetch), |delivery| {
-            let ctx = ctx.clone();
-            let channel = channel.clone();
-            async move {
-                match delivery {
-                    Ok(d) => process(&ctx, d).await,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "webhook consumer error; waiting for recovery");
-                        let _ = channel.wait_for_recovery(err).await;
-                    }
-                }
-            }
-        })
-        .await;
-    Ok(())
+    wafleet_core::consume::consume_concurrently(
+        &channel,
+        &queue,
+        "wafleet-webhooks",
+        prefetch,
+        cancel,
+        |delivery| process(&ctx, delivery),
+    )
+    .await
 }
 
 #[tracing::instrument(name = "process wafleet.webhooks", skip_all, fields(
