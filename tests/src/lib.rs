@@ -20,7 +20,7 @@ pub const SENDER_PHONE: &str = "+442071838750";
 pub const CANDIDATE: &str = "+447400123456";
 
 /// Where the tests find PostgreSQL and RabbitMQ.
-fn admin_database_url() -> String {
+pub(crate) fn admin_database_url() -> String {
     std::env::var("WAFLEET_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
@@ -39,7 +39,7 @@ pub struct TestFleet {
     pub phone_number_id: String,
     pub app_secret: String,
     pub http: reqwest::Client,
-    db_name: String,
+    pub(crate) db_name: String,
     /// Set once `stop` cleaned up; otherwise `Drop` does it (a test that panicked).
     cleaned: bool,
     /// The clock the fleet runs on (the wall clock unless the test brought its own).
@@ -283,35 +283,6 @@ impl TestFleet {
         assert!(res.status().is_success(), "sim {path}: {}", res.status());
     }
 
-    /// Posts a webhook body to our receiver, signed with `secret`.
-    pub async fn post_webhook(&self, body: &[u8], secret: Option<&str>) -> StatusCode {
-        let mut req = self
-            .http
-            .post(format!("{}/webhooks/meta", self.fleet.webhooks_url))
-            .header("content-type", "application/json")
-            .body(body.to_vec());
-        if let Some(secret) = secret {
-            req = req.header(
-                "x-hub-signature-256",
-                wafleet_webhooks::signature::sign(secret, body),
-            );
-        }
-        req.send().await.expect("webhooks answers").status()
-    }
-
-    /// A `messages` webhook payload carrying `statuses` for this tenant's sender.
-    pub fn status_payload(&self, statuses: Vec<Value>) -> Vec<u8> {
-        serde_json::to_vec(&json!({
-            "object": "whatsapp_business_account",
-            "entry": [{"id": self.waba_id, "changes": [{"field": "messages", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": SENDER_PHONE.trim_start_matches('+'), "phone_number_id": self.phone_number_id},
-                "statuses": statuses,
-            }}]}],
-        }))
-        .expect("json")
-    }
-
     /// Opens an AMQP channel on the test's broker.
     pub async fn amqp_channel(&self) -> (lapin::Connection, lapin::Channel) {
         let conn = amqp::connect(&self.settings.amqp_url, "wafleet-test")
@@ -319,6 +290,34 @@ impl TestFleet {
             .expect("broker");
         let channel = conn.create_channel().await.expect("channel");
         (conn, channel)
+    }
+
+    /// Publishes `body` to `<p>.intake` as an upstream service would: persistent JSON, the
+    /// tenant in a header, the idempotency key as `message_id`; waits for the broker's confirm.
+    pub async fn publish_intake(&self, body: &[u8], message_id: Option<&str>) {
+        let (conn, channel) = self.amqp_channel().await;
+        let publisher = amqp::Publisher::open(&conn).await.expect("confirm mode");
+        let mut headers = lapin::types::FieldTable::default();
+        amqp::set_header(&mut headers, "tenant", &self.tenant_id.to_string());
+        let mut properties = lapin::BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        if let Some(id) = message_id {
+            properties = properties.with_message_id(id.into());
+        }
+        publisher
+            .publish(amqp::Outgoing {
+                exchange: &self.topology().intake_exchange(),
+                routing_key: "send",
+                body,
+                properties,
+                mandatory: true,
+            })
+            .await
+            .expect("intake accepts the publish");
+        drop(channel);
+        amqp::close(&conn).await;
     }
 
     pub fn topology(&self) -> Topology {
@@ -514,359 +513,16 @@ fn init_test_log() {
         .try_init();
 }
 
+pub mod admin;
+pub mod events;
 pub mod observe;
+pub mod ops;
 pub mod proxy;
+
+pub use admin::OtherTenant;
+pub use events::EventQueue;
 
 /// The broker the tests use (`WAFLEET_TEST_AMQP_URL`, else the default).
 pub fn test_amqp_url() -> String {
     std::env::var("WAFLEET_TEST_AMQP_URL").unwrap_or_else(|_| Settings::default().amqp_url)
-}
-
-impl TestFleet {
-    /// The Prometheus exposition a service serves on `/metrics` (`base` is its URL).
-    pub async fn scrape(&self, base: &str) -> String {
-        let res = self
-            .http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .expect("service answers /metrics");
-        assert!(res.status().is_success(), "/metrics: {}", res.status());
-        res.text().await.expect("metrics text")
-    }
-
-    /// `GET {base}/readyz`: the status and the body.
-    pub async fn readyz(&self, base: &str) -> (StatusCode, String) {
-        let res = self
-            .http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .expect("service answers /readyz");
-        (res.status(), res.text().await.unwrap_or_default())
-    }
-
-    /// Polls `GET {base}/readyz` until it answers `want` (20 s at most); returns the body.
-    pub async fn wait_for_readiness(&self, base: &str, want: StatusCode) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (status, body) = self.readyz(base).await;
-            if status == want {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{base}/readyz stayed {status} ({body}), expected {want}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Makes the test's database refuse connections (and drops the open ones), or accept them.
-    pub async fn set_database_reachable(&self, reachable: bool) {
-        let admin = sqlx::PgPool::connect(&admin_database_url())
-            .await
-            .expect("PostgreSQL is up");
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {reachable}",
-            self.db_name
-        )))
-        .execute(&admin)
-        .await
-        .expect("alter database");
-        if !reachable {
-            sqlx::query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                 WHERE datname = $1 AND pid <> pg_backend_pid()",
-            )
-            .bind(&self.db_name)
-            .execute(&admin)
-            .await
-            .expect("terminate backends");
-        }
-        admin.close().await;
-    }
-}
-
-/// A second tenant on the same fleet, for isolation tests.
-#[derive(Debug, Clone)]
-pub struct OtherTenant {
-    pub tenant_id: wafleet_core::domain::TenantId,
-    pub api_key: String,
-    pub waba_id: String,
-    pub phone_number_id: String,
-}
-
-/// Administration helpers: any method, any key, JSON in and out.
-impl TestFleet {
-    /// Calls the ingest API with `key` (none: unauthenticated); answers status and JSON body.
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        key: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.fleet.ingest_url));
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let res = req.send().await.expect("ingest answers");
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Calls the ingest API with the tenant's admin key.
-    pub async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        self.call(method, path, Some(&self.api_key), body).await
-    }
-
-    /// `GET` on the simulator's control API.
-    pub async fn sim_get(&self, path: &str) -> (StatusCode, Value) {
-        let res = self
-            .http
-            .get(format!("{}{path}", self.sim))
-            .send()
-            .await
-            .expect("sim answers");
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Registers a number of the tenant's WABA in the simulator (verified unless `verified` is
-    /// false); answers its phone number id.
-    pub async fn sim_number(&self, phone: &str, verified: bool) -> String {
-        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
-        let id = format!("17{}", &digits[digits.len().saturating_sub(12)..]);
-        self.sim(
-            reqwest::Method::POST,
-            "/_sim/numbers",
-            json!({"phone_number_id": id, "waba_id": self.waba_id, "display_phone_number": phone, "verified_name": "Acme Test"}),
-        )
-        .await;
-        if !verified {
-            self.sim(
-                reqwest::Method::POST,
-                &format!("/_sim/numbers/{id}/unverified"),
-                json!({}),
-            )
-            .await;
-        }
-        id
-    }
-
-    /// Creates another tenant with its own WABA, number and template in the simulator.
-    pub async fn other_tenant(&self, name: &str, phone: &str) -> OtherTenant {
-        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
-        let tail = &digits[digits.len().saturating_sub(11)..];
-        let (waba_id, phone_number_id) = (format!("29{tail}"), format!("26{tail}"));
-        self.sim(
-            reqwest::Method::POST,
-            "/_sim/numbers",
-            json!({"phone_number_id": phone_number_id, "waba_id": waba_id, "display_phone_number": phone}),
-        )
-        .await;
-        self.sim(
-            reqwest::Method::POST,
-            "/_sim/templates",
-            json!({"waba_id": waba_id, "name": format!("{name}_only"), "language": "en_GB", "category": "UTILITY", "body_text": "Hi {{1}}"}),
-        )
-        .await;
-        let secrets = self.settings.secret_box().expect("key");
-        let created = create_tenant(
-            &self.pool,
-            &secrets,
-            &NewTenant {
-                name: name.into(),
-                waba_id: waba_id.clone(),
-                access_token: Secret::new("other-token"),
-                app_secret: Secret::new("other-app-secret"),
-                verify_token: Secret::new("other-verify"),
-                senders: vec![NewSender {
-                    phone_number_id: phone_number_id.clone(),
-                    phone: PhoneNumber::parse(phone).expect("valid"),
-                    display_name: name.into(),
-                }],
-            },
-        )
-        .await
-        .expect("tenant");
-        wafleet::admin::template_sync_with(
-            &self.pool,
-            &secrets,
-            &self.http,
-            &self.settings,
-            created.tenant_id,
-        )
-        .await
-        .expect("template sync");
-        OtherTenant {
-            tenant_id: created.tenant_id,
-            api_key: created.api_key,
-            waba_id,
-            phone_number_id,
-        }
-    }
-}
-
-/// Upstream's view of `<p>.events`: a test queue bound to every key.
-pub struct EventQueue {
-    _conn: lapin::Connection,
-    channel: lapin::Channel,
-    queue: String,
-    /// Events read so far: (routing key, body).
-    pub seen: Vec<(String, Value)>,
-}
-
-impl EventQueue {
-    /// Waits (20 s at most: a whole-suite run on a busy machine is slow) for an event with
-    /// routing key `<kind>.<tenant>` whose body matches.
-    pub async fn wait_for(
-        &mut self,
-        kind: &str,
-        what: &str,
-        matches: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut checked = 0;
-        loop {
-            for (key, body) in &self.seen[checked..] {
-                if key.starts_with(&format!("{kind}.")) && matches(body) {
-                    return body.clone();
-                }
-            }
-            checked = self.seen.len();
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for the {what} event; saw {:#?}",
-                self.seen
-            );
-            self.poll().await;
-        }
-    }
-
-    /// Reads what has arrived (or waits a moment when nothing has).
-    pub async fn poll(&mut self) {
-        let got = self
-            .channel
-            .basic_get(
-                self.queue.as_str().into(),
-                lapin::options::BasicGetOptions { no_ack: true },
-            )
-            .await
-            .expect("basic.get");
-        match got {
-            Some(m) => self.seen.push((
-                m.delivery.routing_key.to_string(),
-                serde_json::from_slice(&m.delivery.data).expect("events are JSON"),
-            )),
-            None => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-
-    /// Events of `kind` seen so far.
-    pub fn of_kind(&self, kind: &str) -> Vec<&Value> {
-        self.seen
-            .iter()
-            .filter(|(k, _)| k.starts_with(&format!("{kind}.")))
-            .map(|(_, b)| b)
-            .collect()
-    }
-}
-
-impl TestFleet {
-    /// Binds a fresh exclusive queue to `<p>.events` (every routing key), as upstream would.
-    pub async fn events(&self) -> EventQueue {
-        let (conn, channel) = self.amqp_channel().await;
-        let queue = format!(
-            "{}.test-events-{}",
-            self.settings.amqp_prefix,
-            uuid::Uuid::new_v4().simple()
-        );
-        channel
-            .queue_declare(
-                queue.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await
-            .expect("declare the test queue");
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                self.topology().events_exchange().as_str().into(),
-                "#".into(),
-                Default::default(),
-                Default::default(),
-            )
-            .await
-            .expect("bind the test queue");
-        EventQueue {
-            _conn: conn,
-            channel,
-            queue,
-            seen: Vec::new(),
-        }
-    }
-
-    /// A webhook payload for this tenant's WABA with the given `(field, value)` changes, sent
-    /// at unix time `at`.
-    pub fn field_payload(&self, changes: Vec<(&str, Value)>, at: i64) -> Vec<u8> {
-        let changes: Vec<Value> = changes
-            .into_iter()
-            .map(|(field, value)| json!({"field": field, "value": value}))
-            .collect();
-        serde_json::to_vec(&json!({
-            "object": "whatsapp_business_account",
-            "entry": [{"id": self.waba_id, "time": at, "changes": changes}],
-        }))
-        .expect("json")
-    }
-
-    /// A `messages` payload carrying inbound `messages` (with their `contacts`).
-    pub fn inbound_payload(&self, messages: Vec<Value>) -> Vec<u8> {
-        serde_json::to_vec(&json!({
-            "object": "whatsapp_business_account",
-            "entry": [{"id": self.waba_id, "changes": [{"field": "messages", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": SENDER_PHONE.trim_start_matches('+'), "phone_number_id": self.phone_number_id},
-                "contacts": [{"profile": {"name": "Anna"}, "wa_id": CANDIDATE.trim_start_matches('+')}],
-                "messages": messages,
-            }}]}],
-        }))
-        .expect("json")
-    }
-
-    /// Polls a `SELECT count(*)` until it returns `n` (10 s at most).
-    pub async fn wait_for_count(&self, sql: &'static str, n: i64) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let got: i64 = sqlx::query_scalar(sql)
-                .fetch_one(&self.pool)
-                .await
-                .expect("count");
-            if got == n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out: `{sql}` is {got}, not {n}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }

@@ -1,11 +1,7 @@
 //! What bad input gets: the documented error, a rejection on record where a record was named,
 //! and nothing sent.
 
-use lapin::{
-    BasicProperties,
-    options::{BasicGetOptions, BasicPublishOptions},
-    types::FieldTable,
-};
+use lapin::options::BasicGetOptions;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use wafleet_core::amqp;
@@ -92,23 +88,7 @@ async fn a_request_without_a_valid_api_key_is_unauthorized() {
 async fn a_bad_amqp_body_goes_to_the_rejected_queue_with_its_reason() {
     let t = TestFleet::start().await;
     let (conn, channel) = t.amqp_channel().await;
-    let mut headers = FieldTable::default();
-    amqp::set_header(&mut headers, "tenant", &t.tenant_id.to_string());
-
-    channel
-        .basic_publish(
-            t.topology().intake_exchange().into(),
-            "send".into(),
-            BasicPublishOptions::default(),
-            b"{not json",
-            BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_headers(headers),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    t.publish_intake(b"{not json", None).await;
 
     let queue = t.topology().intake_rejected_queue();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -136,31 +116,15 @@ async fn a_bad_amqp_body_goes_to_the_rejected_queue_with_its_reason() {
 #[tokio::test]
 async fn an_amqp_message_naming_a_record_files_its_rejection_in_that_history() {
     let t = TestFleet::start().await;
-    let (conn, channel) = t.amqp_channel().await;
-    let mut headers = FieldTable::default();
-    amqp::set_header(&mut headers, "tenant", &t.tenant_id.to_string());
     let mut body = TestFleet::template_request("C-4");
     body["to"] = json!("+1");
 
-    channel
-        .basic_publish(
-            t.topology().intake_exchange().into(),
-            "send".into(),
-            BasicPublishOptions::default(),
-            &serde_json::to_vec(&body).unwrap(),
-            BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_headers(headers),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    t.publish_intake(&serde_json::to_vec(&body).unwrap(), None)
+        .await;
 
     let history =
         crate::round_trip::wait_for_history(&t, "C-4", |h| h["messages"][0]["state"] == "rejected")
             .await;
     assert_eq!(history["messages"][0]["reason"], "invalid_recipient");
-    let _ = conn.close(200, "done".into()).await;
     t.stop().await;
 }

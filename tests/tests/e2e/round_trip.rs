@@ -1,8 +1,6 @@
 //! A message's whole life: intake (HTTP or AMQP) → dispatch → Meta → status webhooks → history.
 
-use lapin::{BasicProperties, options::BasicPublishOptions, types::FieldTable};
 use serde_json::json;
-use wafleet_core::amqp;
 use wafleet_tests::{CANDIDATE, TestFleet};
 
 #[tokio::test]
@@ -50,33 +48,14 @@ async fn an_http_template_send_reaches_meta_and_comes_back_read_in_history() {
 #[tokio::test]
 async fn an_amqp_intake_send_reaches_meta_and_comes_back_read() {
     let t = TestFleet::start().await;
-    let (conn, channel) = t.amqp_channel().await;
     let mut body = TestFleet::template_request("C-200");
     body["kind"] = json!("single");
-    let mut headers = FieldTable::default();
-    amqp::set_header(&mut headers, "tenant", &t.tenant_id.to_string());
-
-    channel
-        .basic_publish(
-            t.topology().intake_exchange().into(),
-            "send".into(),
-            BasicPublishOptions::default(),
-            &serde_json::to_vec(&body).unwrap(),
-            BasicProperties::default()
-                .with_content_type("application/json".into())
-                .with_delivery_mode(2)
-                .with_message_id("upstream-key-1".into())
-                .with_headers(headers),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    t.publish_intake(&serde_json::to_vec(&body).unwrap(), Some("upstream-key-1"))
+        .await;
 
     let history = wait_for_history(&t, "C-200", |h| h["messages"][0]["state"] == "read").await;
     let id = history["messages"][0]["id"].as_str().unwrap();
     assert_eq!(t.sends_for(id).await.len(), 1);
-    let _ = conn.close(200, "done".into()).await;
     t.stop().await;
 }
 
