@@ -13,6 +13,7 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod monitor;
+pub mod policy;
 pub mod secrets;
 pub mod service;
 pub mod shutdown;

@@ -3,23 +3,14 @@
 //! (country codes upper-case, days as `mon`…`sun`, keywords trimmed).
 
 use axum::http::StatusCode;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use wafleet_core::http::Problem;
 
 /// Cap tiers Meta uses (unique users per rolling 24 h); -1 is unlimited.
 pub const TIERS: [i32; 5] = [250, 2_000, 10_000, 100_000, -1];
 
-const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
-/// Quiet time: no business-initiated sends on `days` between `start` and `end` in `zone`
-/// (`end` before `start` spans midnight).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QuietTime {
-    pub days: Vec<String>,
-    pub zone: String,
-    pub start: String,
-    pub end: String,
-}
+use wafleet_core::policy::quiet_time::QuietRule;
+pub use wafleet_core::policy::quiet_time::QuietTime;
 
 /// A change of settings; fields left out stay as they are, `null` clears the nullable ones.
 #[derive(Debug, Default, Deserialize)]
@@ -103,66 +94,9 @@ fn countries_valid(countries: &[String]) -> Result<Vec<String>, Problem> {
 }
 
 fn quiet_time_valid(q: &QuietTime) -> Result<QuietTime, Problem> {
-    if q.days.is_empty() {
-        return Err(invalid(
-            "quiet_time.days",
-            "name at least one day (mon … sun)",
-        ));
-    }
-    let mut days = Vec::new();
-    for (i, day) in q.days.iter().enumerate() {
-        let lower = day.trim().to_ascii_lowercase();
-        let short = DAYS
-            .iter()
-            .find(|d| lower.len() >= 3 && (lower == **d || full_name(d) == lower))
-            .ok_or_else(|| {
-                invalid(
-                    &format!("quiet_time.days[{i}]"),
-                    format!("{day:?} is not a day (mon, tue, wed, thu, fri, sat, sun)"),
-                )
-            })?;
-        if !days.contains(&short.to_string()) {
-            days.push(short.to_string());
-        }
-    }
-    if q.zone.parse::<chrono_tz::Tz>().is_err() {
-        return Err(invalid(
-            "quiet_time.zone",
-            format!("{:?} is not an IANA time zone (e.g. Europe/London)", q.zone),
-        ));
-    }
-    let start = hh_mm("quiet_time.start", &q.start)?;
-    let end = hh_mm("quiet_time.end", &q.end)?;
-    if start == end {
-        return Err(invalid(
-            "quiet_time.end",
-            "quiet time ends when it starts: give different times",
-        ));
-    }
-    Ok(QuietTime {
-        days,
-        zone: q.zone.clone(),
-        start,
-        end,
-    })
-}
-
-fn full_name(short: &str) -> &'static str {
-    match short {
-        "mon" => "monday",
-        "tue" => "tuesday",
-        "wed" => "wednesday",
-        "thu" => "thursday",
-        "fri" => "friday",
-        "sat" => "saturday",
-        _ => "sunday",
-    }
-}
-
-fn hh_mm(field: &str, text: &str) -> Result<String, Problem> {
-    chrono::NaiveTime::parse_from_str(text.trim(), "%H:%M")
-        .map(|t| t.format("%H:%M").to_string())
-        .map_err(|_| invalid(field, format!("{text:?} is not a time HH:MM (24 h)")))
+    QuietRule::parse(q)
+        .map(|rule| rule.to_setting())
+        .map_err(|e| invalid(&e.field, e.detail))
 }
 
 fn keywords_valid(field: &str, words: &[String]) -> Result<Vec<String>, Problem> {
