@@ -3,7 +3,7 @@
 use super::caller::AdminCaller;
 use crate::{
     auth::Principal,
-    routes::circuits::{CircuitView, sender_circuit},
+    routes::circuits::{CircuitView, open_circuits, sender_circuit},
     senders::{self, AddSender, EditSender, SenderError, SenderView},
     state::AppState,
 };
@@ -85,9 +85,7 @@ pub async fn list(
 ) -> Result<Json<SenderList>, Problem> {
     principal.require(Role::Reader)?;
     let senders = senders::list(&st.pool, principal.tenant_id).await?;
-    let circuits =
-        crate::routes::circuits::open_circuits(&st.pool, principal.tenant_id, st.clock.now())
-            .await?;
+    let circuits = open_circuits(&st.pool, principal.tenant_id, st.clock.now()).await?;
     let senders = senders
         .into_iter()
         .map(|sender| {
