@@ -36,6 +36,13 @@ deploy-check:
         python3 -m json.tool "$f" > /dev/null || { echo "invalid JSON: $f"; exit 1; }; \
     done
 
+# Validate the OpenAPI document with openapi-spec-validator (PyPI; installed if missing)
+openapi-check:
+    command -v openapi-spec-validator >/dev/null 2>&1 || python3 -m pip install --quiet openapi-spec-validator
+    mkdir -p target
+    cargo run --quiet --package wafleet-wafleet -- openapi > target/openapi.json
+    openapi-spec-validator target/openapi.json
+
 # Run one service locally (ingest, dispatcher, webhooks, all, meta-sim)
 run service: services
     cargo run --quiet --package wafleet-wafleet -- migrate

@@ -4,11 +4,12 @@
 
 use crate::domain::{MessageId, TenantId};
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// `POST /v1/messages` and the AMQP intake body.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     /// Recipient in E.164.
@@ -41,7 +42,7 @@ pub struct SendRequest {
 }
 
 /// The record reference as given (validated into `domain::RecordRef`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordInput {
     #[serde(rename = "type")]
@@ -49,7 +50,7 @@ pub struct RecordInput {
     pub id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateInput {
     pub name: Option<String>,
@@ -59,14 +60,14 @@ pub struct TemplateInput {
 }
 
 /// Body variables: in order (`{{1}}`, `{{2}}`…) or by name for NAMED templates.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(untagged)]
 pub enum TemplateParameters {
     Positional(Vec<String>),
     Named(BTreeMap<String, String>),
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Single,

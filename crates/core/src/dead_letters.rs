@@ -14,7 +14,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 /// A dead-lettered message as operators see it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct DeadLetter {
     pub id: MessageId,
     /// The sender's phone number id.

@@ -12,7 +12,7 @@ use serde::Serialize;
 use std::{future::Future, pin::Pin, sync::Arc};
 
 /// An `application/problem+json` error with a stable `code` (the reason codes of SPEC §4).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Problem {
     #[serde(skip)]
     pub status: StatusCode,

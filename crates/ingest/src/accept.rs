@@ -7,6 +7,7 @@ use crate::{
     validate::{self, Draft, DraftBody},
 };
 use axum::http::StatusCode;
+use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use wafleet_core::{
@@ -15,6 +16,14 @@ use wafleet_core::{
     domain::{MessageId, RecordRef, SenderId, TenantId, state},
     http::Problem,
 };
+
+/// The body of a `202`: the message row exists.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Accepted {
+    pub id: MessageId,
+    /// Always `accepted`; follow the message with `GET /v1/messages/{id}`.
+    pub status: &'static str,
+}
 
 /// The response to a send request, as stored for idempotent replay.
 #[derive(Debug, Clone)]
@@ -85,7 +94,10 @@ pub async fn accept(
     let (reply, publish) = match resolved {
         Ok(ready) => {
             insert_accepted(&mut tx, tenant, message_id, &ready).await?;
-            let body = json!({ "id": message_id, "status": state::ACCEPTED });
+            let body = json!(Accepted {
+                id: message_id,
+                status: state::ACCEPTED,
+            });
             (
                 reply(StatusCode::ACCEPTED, body),
                 Some(ready.phone_number_id),

@@ -10,7 +10,7 @@ use wafleet_core::{
 };
 
 /// A key as listed: never the key itself.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct KeyView {
     pub id: uuid::Uuid,
     pub prefix: String,
@@ -21,7 +21,7 @@ pub struct KeyView {
 }
 
 /// A new key: `key` is shown once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CreatedKey {
     pub id: uuid::Uuid,
     pub key: String,

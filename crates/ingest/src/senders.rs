@@ -16,7 +16,7 @@ pub const MAX_SENDERS: i64 = 20;
 pub const MAX_VERIFY_FAILURES: i32 = 3;
 
 /// A sender as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct SenderView {
     pub id: SenderId,
     pub phone_number_id: String,

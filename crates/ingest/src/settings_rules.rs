@@ -13,7 +13,7 @@ use wafleet_core::policy::quiet_time::QuietRule;
 pub use wafleet_core::policy::quiet_time::QuietTime;
 
 /// A change of settings; fields left out stay as they are, `null` clears the nullable ones.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsUpdate {
     pub allowed_countries: Option<Vec<String>>,

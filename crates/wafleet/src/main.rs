@@ -36,6 +36,8 @@ enum Command {
     Migrate,
     /// Runs the whole fleet against the simulator, sends to a few candidates and shows the result.
     Demo,
+    /// Prints the OpenAPI 3.1 document of the HTTP API (what `GET /v1/openapi.json` serves).
+    Openapi,
     /// Tenants (companies) and their Meta connection.
     Tenant {
         #[command(subcommand)]
@@ -208,6 +210,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo => demo::run(settings).await,
+        Command::Openapi => {
+            let doc = wafleet_ingest::routes::admin::openapi::build();
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(())
+        }
         Command::Tenant { command } => match command {
             TenantCommand::Create {
                 name,

@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 /// Quiet time as stored in `tenant_settings.quiet_time` and shown by the settings API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QuietTime {
     /// Days a window starts on: `mon` … `sun` (full names accepted).
     pub days: Vec<String>,

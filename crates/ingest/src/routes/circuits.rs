@@ -13,7 +13,7 @@ use wafleet_core::{
 };
 
 /// A breaker as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct CircuitView {
     /// `sender`, `template` (key `name:language`) or `account`.
     pub scope: String,
@@ -58,7 +58,7 @@ pub fn sender_circuit(
     (detail.as_ref().map_or("closed", |c| c.state), detail)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Circuits {
     pub circuits: Vec<CircuitView>,
 }

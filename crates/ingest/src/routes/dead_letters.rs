@@ -4,6 +4,7 @@
 
 use crate::{auth::Principal, state::AppState};
 use axum::{Json, extract::State, http::StatusCode};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use wafleet_core::{
     dead_letters::{self, DeadLetter, Selection},
@@ -11,7 +12,7 @@ use wafleet_core::{
     http::Problem,
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct DeadLetters {
     pub dead_letters: Vec<DeadLetter>,
 }
@@ -27,14 +28,14 @@ pub async fn list(
 }
 
 /// Exactly one of `id` and `all`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct RedriveRequest {
     pub id: Option<String>,
     #[serde(default)]
     pub all: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Redriven {
     /// The messages moved back to be sent (empty if they were already redriven).
     pub redriven: Vec<MessageId>,

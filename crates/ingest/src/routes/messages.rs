@@ -12,6 +12,7 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 use wafleet_core::{
@@ -74,7 +75,7 @@ pub async fn send(
 }
 
 /// A message as the API shows it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, JsonSchema)]
 pub struct MessageView {
     pub id: MessageId,
     pub direction: String,
@@ -100,7 +101,7 @@ pub struct MessageView {
 pub const VIEW_COLUMNS: &str = "id, direction, kind, state, reason, phone_number_id AS sender, recipient, \
     record_type, record_id, user_id, content_type, content, wamid, pricing, error, created_at, updated_at";
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, JsonSchema)]
 pub struct EventView {
     pub at: chrono::DateTime<chrono::Utc>,
     pub state: String,
@@ -108,7 +109,8 @@ pub struct EventView {
     pub detail: Option<Value>,
 }
 
-#[derive(Debug, Serialize)]
+/// A message with its pricing category and event trail.
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct MessageDetail {
     #[serde(flatten)]
     pub message: MessageView,

@@ -23,7 +23,7 @@ pub struct Page {
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct History {
     pub messages: Vec<MessageView>,
     /// Pass as `cursor` to get the next (older) page; absent on the last page.

@@ -7,12 +7,14 @@ use axum::{
     extract::{Path, State, rejection::JsonRejection},
     http::StatusCode,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use wafleet_core::{domain::Role, http::Problem};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "CreateApiKey")]
 pub struct CreateRequest {
     /// `admin`, `sender` or `reader`.
     pub role: String,
@@ -72,10 +74,18 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct KeyList {
+    pub api_keys: Vec<api_keys::KeyView>,
+}
+
 /// `GET /v1/api-keys`.
-pub async fn list(State(st): State<AppState>, caller: AdminCaller) -> Result<Json<Value>, Problem> {
-    let keys = api_keys::list(&st.pool, caller.principal.tenant_id).await?;
-    Ok(Json(json!({ "api_keys": keys })))
+pub async fn list(
+    State(st): State<AppState>,
+    caller: AdminCaller,
+) -> Result<Json<KeyList>, Problem> {
+    let api_keys = api_keys::list(&st.pool, caller.principal.tenant_id).await?;
+    Ok(Json(KeyList { api_keys }))
 }
 
 /// `DELETE /v1/api-keys/{id}`: the key stops working at once. The key making the call cannot

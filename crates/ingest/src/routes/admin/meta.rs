@@ -5,18 +5,50 @@
 use super::caller::{AdminCaller, audit};
 use crate::state::AppState;
 use axum::{Json, extract::State, http::StatusCode};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use wafleet_core::http::Problem;
 
 /// A new or changed connection; the secrets may be left out to keep the stored ones.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetaUpdate {
+    /// The WhatsApp Business Account id (digits).
     pub waba_id: String,
     pub access_token: Option<String>,
     pub app_secret: Option<String>,
     pub verify_token: Option<String>,
+}
+
+/// The connection as the API shows it: never the secrets, only whether they are set.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MetaView {
+    /// Null until connected.
+    pub waba_id: Option<String>,
+    pub access_token_set: bool,
+    pub app_secret_set: bool,
+    pub verify_token_set: bool,
+}
+
+/// What Graph said to `GET /{waba}/phone_numbers`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MetaCheck {
+    pub connected: bool,
+    pub waba_id: String,
+    /// How many numbers the WABA has (when connected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_numbers: Option<usize>,
+    /// Meta's error (when not connected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<MetaError>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MetaError {
+    /// Meta's error code, when it gave one.
+    pub code: Option<i64>,
+    pub message: String,
 }
 
 fn invalid(field: &str, detail: &str) -> Problem {
@@ -24,19 +56,22 @@ fn invalid(field: &str, detail: &str) -> Problem {
 }
 
 /// `GET /v1/settings/meta` (admin): the WABA id and which secrets are set.
-pub async fn get(State(st): State<AppState>, caller: AdminCaller) -> Result<Json<Value>, Problem> {
+pub async fn get(
+    State(st): State<AppState>,
+    caller: AdminCaller,
+) -> Result<Json<MetaView>, Problem> {
     let waba: Option<String> =
         sqlx::query_scalar("SELECT waba_id FROM meta_connections WHERE tenant_id = $1")
             .bind(caller.principal.tenant_id)
             .fetch_optional(&st.pool)
             .await?;
-    Ok(Json(match waba {
-        Some(waba_id) => {
-            json!({ "waba_id": waba_id, "access_token_set": true, "app_secret_set": true, "verify_token_set": true })
-        }
-        None => {
-            json!({ "waba_id": null, "access_token_set": false, "app_secret_set": false, "verify_token_set": false })
-        }
+    // The three secrets are stored together with the WABA id (all NOT NULL).
+    let set = waba.is_some();
+    Ok(Json(MetaView {
+        waba_id: waba,
+        access_token_set: set,
+        app_secret_set: set,
+        verify_token_set: set,
     }))
 }
 
@@ -45,7 +80,7 @@ pub async fn put(
     State(st): State<AppState>,
     caller: AdminCaller,
     body: Result<Json<MetaUpdate>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<MetaView>, Problem> {
     let Json(update) = body.map_err(|e| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -148,22 +183,24 @@ pub async fn put(
 pub async fn check(
     State(st): State<AppState>,
     caller: AdminCaller,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<MetaCheck>, Problem> {
     let conn = st
         .graph
         .connection(&st.pool, caller.principal.tenant_id)
         .await?;
     Ok(Json(match st.graph.list_numbers(&conn).await {
-        Ok(numbers) => json!({
-            "connected": true,
-            "waba_id": conn.waba_id,
-            "phone_numbers": numbers.len(),
-        }),
-        Err(crate::graph_admin::GraphAdminError::Meta { message, code, .. }) => json!({
-            "connected": false,
-            "waba_id": conn.waba_id,
-            "error": { "code": code, "message": message },
-        }),
+        Ok(numbers) => MetaCheck {
+            connected: true,
+            waba_id: conn.waba_id,
+            phone_numbers: Some(numbers.len()),
+            error: None,
+        },
+        Err(crate::graph_admin::GraphAdminError::Meta { message, code, .. }) => MetaCheck {
+            connected: false,
+            waba_id: conn.waba_id,
+            phone_numbers: None,
+            error: Some(MetaError { code, message }),
+        },
         Err(other) => return Err(other.into()),
     }))
 }

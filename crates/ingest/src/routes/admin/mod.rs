@@ -10,190 +10,235 @@ pub mod senders;
 pub mod settings;
 pub mod templates;
 
-use crate::state::AppState;
+use crate::{senders::SenderView, state::AppState};
 use axum::{
     Router,
-    http::Method,
     routing::{MethodRouter, delete, get, patch, post, put},
 };
+use openapi::Operation;
+use schemars::JsonSchema;
 
-/// One route: its method and path, what it does, the least role it needs, and its handler.
+/// One route: what the document says of it (method, path, least role, summary, bodies) and
+/// its handler.
 pub struct ApiRoute {
-    pub method: Method,
-    pub path: &'static str,
-    pub summary: &'static str,
-    /// `None` for a public route.
-    pub role: Option<&'static str>,
+    pub op: Operation,
     pub handler: MethodRouter<AppState>,
 }
 
+impl ApiRoute {
+    /// The JSON body the route reads.
+    fn accepts<T: JsonSchema>(mut self) -> Self {
+        self.op = self.op.accepts::<T>();
+        self
+    }
+
+    /// A POST, PUT or PATCH that reads no body.
+    fn no_body(mut self) -> Self {
+        self.op = self.op.no_body();
+        self
+    }
+
+    /// The success status and the type of its JSON body.
+    fn returns<T: JsonSchema>(mut self, status: u16) -> Self {
+        self.op = self.op.returns::<T>(status);
+        self
+    }
+}
+
 fn r(
-    method: Method,
+    method: &'static str,
     path: &'static str,
     role: Option<&'static str>,
     summary: &'static str,
     handler: MethodRouter<AppState>,
 ) -> ApiRoute {
     ApiRoute {
-        method,
-        path,
-        summary,
-        role,
+        op: Operation::new(method, path, role, summary),
         handler,
     }
 }
 
 /// Every administration route.
 pub fn routes() -> Vec<ApiRoute> {
-    use Method as M;
     let (admin, reader) = (Some("admin"), Some("reader"));
     vec![
         r(
-            M::GET,
+            "get",
             "/v1/settings",
             reader,
             "The tenant's settings",
             get(settings::get),
-        ),
+        )
+        .returns::<settings::SettingsBody>(200),
         r(
-            M::PUT,
+            "put",
             "/v1/settings",
             admin,
             "Change settings (fields left out stay; validated, audited)",
             put(settings::put),
-        ),
+        )
+        .accepts::<crate::settings_rules::SettingsUpdate>()
+        .returns::<settings::SettingsBody>(200),
         r(
-            M::GET,
+            "get",
             "/v1/settings/audit",
             admin,
             "Who changed what, when (latest 200)",
             get(settings::audit_trail),
-        ),
+        )
+        .returns::<settings::AuditTrail>(200),
         r(
-            M::GET,
+            "get",
             "/v1/settings/meta",
             admin,
             "The Meta connection (WABA id; secrets are never returned)",
             get(meta::get),
-        ),
+        )
+        .returns::<meta::MetaView>(200),
         r(
-            M::PUT,
+            "put",
             "/v1/settings/meta",
             admin,
             "Set the Meta connection: WABA id, token, app secret, verify token",
             put(meta::put),
-        ),
+        )
+        .accepts::<meta::MetaUpdate>()
+        .returns::<meta::MetaView>(200),
         r(
-            M::POST,
+            "post",
             "/v1/settings/meta/check",
             admin,
             "Ask Graph for the WABA's phone numbers: connected, or Meta's error",
             post(meta::check),
-        ),
+        )
+        .no_body()
+        .returns::<meta::MetaCheck>(200),
         r(
-            M::GET,
+            "get",
             "/v1/senders",
             reader,
             "The tenant's senders with status, quality and throughput",
             get(senders::list),
-        ),
+        )
+        .returns::<senders::SenderList>(200),
         r(
-            M::POST,
+            "post",
             "/v1/senders",
             admin,
             "Add a sender from the WABA's numbers (approved, or pending OTP)",
             post(senders::add),
-        ),
+        )
+        .accepts::<senders::AddRequest>()
+        .returns::<SenderView>(201),
         r(
-            M::POST,
+            "post",
             "/v1/senders/sync",
             admin,
             "Refresh quality, throughput and status from Graph",
             post(senders::sync),
-        ),
+        )
+        .no_body()
+        .returns::<senders::SenderSync>(200),
         r(
-            M::GET,
+            "get",
             "/v1/senders/{id}",
             reader,
             "One sender",
             get(senders::get),
-        ),
+        )
+        .returns::<SenderView>(200),
         r(
-            M::PATCH,
+            "patch",
             "/v1/senders/{id}",
             admin,
             "Change friendly name, display name or owner",
             patch(senders::edit),
-        ),
+        )
+        .accepts::<senders::EditRequest>()
+        .returns::<SenderView>(200),
         r(
-            M::POST,
+            "post",
             "/v1/senders/{id}/request_code",
             admin,
             "Have Meta send the OTP by SMS or VOICE",
             post(senders::request_code),
-        ),
+        )
+        .accepts::<senders::CodeRequest>()
+        .returns::<SenderView>(200),
         r(
-            M::POST,
+            "post",
             "/v1/senders/{id}/verify_code",
             admin,
             "Verify the OTP: approved; three wrong codes reject the sender",
             post(senders::verify_code),
-        ),
+        )
+        .accepts::<senders::VerifyRequest>()
+        .returns::<SenderView>(200),
         r(
-            M::GET,
+            "get",
             "/v1/templates",
             reader,
             "Templates with parameters per component and merge-field bindings",
             get(templates::list),
-        ),
+        )
+        .returns::<templates::TemplateList>(200),
         r(
-            M::POST,
+            "post",
             "/v1/templates/sync",
             admin,
             "Sync templates from Graph (every page)",
             post(templates::sync),
-        ),
+        )
+        .no_body()
+        .returns::<templates::TemplateSync>(200),
         r(
-            M::PUT,
+            "put",
             "/v1/templates/{name}/{language}/bindings",
             admin,
             "Bind body parameters to merge codes",
             put(templates::bind),
-        ),
+        )
+        .accepts::<templates::BindRequest>()
+        .returns::<templates::TemplateBindings>(200),
         r(
-            M::GET,
+            "get",
             "/v1/api-keys",
             admin,
             "API keys by prefix and role (never the key)",
             get(api_keys::list),
-        ),
+        )
+        .returns::<api_keys::KeyList>(200),
         r(
-            M::POST,
+            "post",
             "/v1/api-keys",
             admin,
             "Create an API key (returned once)",
             post(api_keys::create),
-        ),
+        )
+        .accepts::<api_keys::CreateRequest>()
+        .returns::<crate::api_keys::CreatedKey>(201),
         r(
-            M::DELETE,
+            "delete",
             "/v1/api-keys/{id}",
             admin,
             "Revoke an API key",
             delete(api_keys::revoke),
-        ),
+        )
+        .returns::<crate::api_keys::KeyView>(200),
         r(
-            M::GET,
+            "get",
             "/v1/openapi.json",
             None,
             "This document",
             get(openapi::document),
-        ),
+        )
+        .returns::<openapi::Document>(200),
     ]
 }
 
 /// The administration router, built from [`routes`].
 pub fn router() -> Router<AppState> {
     routes().into_iter().fold(Router::new(), |router, route| {
-        router.route(route.path, route.handler)
+        router.route(route.op.path, route.handler)
     })
 }

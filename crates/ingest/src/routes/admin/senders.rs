@@ -3,6 +3,7 @@
 use super::caller::AdminCaller;
 use crate::{
     auth::Principal,
+    routes::circuits::{CircuitView, open_circuits, sender_circuit},
     senders::{self, AddSender, EditSender, SenderError, SenderView},
     state::AppState,
 };
@@ -11,8 +12,8 @@ use axum::{
     extract::{Path, State, rejection::JsonRejection},
     http::StatusCode,
 };
-use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
 use wafleet_core::{
     domain::{Role, SenderId},
     http::Problem,
@@ -59,29 +60,44 @@ fn sender_id(raw: &str) -> Result<SenderId, Problem> {
         .map_err(|_| Problem::new(StatusCode::NOT_FOUND, "not_found", "no such sender"))
 }
 
+/// A sender with its circuit breaker (dispatch health), next to Meta's view of it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SenderWithCircuit {
+    #[serde(flatten)]
+    pub sender: SenderView,
+    /// `closed`, `open` or `half_open`.
+    pub circuit: &'static str,
+    /// The breaker, when not closed.
+    pub circuit_detail: Option<CircuitView>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SenderList {
+    pub senders: Vec<SenderWithCircuit>,
+    /// Every breaker of the tenant that is not closed.
+    pub circuits: Vec<CircuitView>,
+}
+
 /// `GET /v1/senders` (reader).
 pub async fn list(
     State(st): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<SenderList>, Problem> {
     principal.require(Role::Reader)?;
     let senders = senders::list(&st.pool, principal.tenant_id).await?;
-    let circuits =
-        crate::routes::circuits::open_circuits(&st.pool, principal.tenant_id, st.clock.now())
-            .await?;
-    // Each sender also shows its circuit breaker (dispatch health), next to Meta's view of it.
-    let senders: Vec<Value> = senders
+    let circuits = open_circuits(&st.pool, principal.tenant_id, st.clock.now()).await?;
+    let senders = senders
         .into_iter()
-        .map(|s| {
-            let (circuit, detail) =
-                crate::routes::circuits::sender_circuit(&circuits, &s.phone_number_id);
-            let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
-            v["circuit"] = json!(circuit);
-            v["circuit_detail"] = json!(detail);
-            v
+        .map(|sender| {
+            let (circuit, circuit_detail) = sender_circuit(&circuits, &sender.phone_number_id);
+            SenderWithCircuit {
+                sender,
+                circuit,
+                circuit_detail,
+            }
         })
         .collect();
-    Ok(Json(json!({ "senders": senders, "circuits": circuits })))
+    Ok(Json(SenderList { senders, circuits }))
 }
 
 /// `GET /v1/senders/{id}` (reader).
@@ -96,9 +112,11 @@ pub async fn get(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "AddSender")]
 pub struct AddRequest {
+    /// E.164; the number must be on the WABA.
     pub phone: String,
     pub display_name: Option<String>,
     pub friendly_name: Option<String>,
@@ -128,8 +146,9 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "EditSender")]
 pub struct EditRequest {
     pub friendly_name: Option<String>,
     pub display_name: Option<String>,
@@ -156,8 +175,9 @@ pub async fn edit(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "RequestCode")]
 pub struct CodeRequest {
     /// `SMS` or `VOICE`.
     pub code_method: String,
@@ -187,9 +207,11 @@ pub async fn request_code(
     Ok(Json(sender))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "VerifyCode")]
 pub struct VerifyRequest {
+    /// The OTP Meta sent.
     pub code: String,
 }
 
@@ -213,10 +235,20 @@ pub async fn verify_code(
     Ok(Json(sender))
 }
 
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SenderSync {
+    /// How many senders were refreshed from Graph.
+    pub updated: u64,
+    pub senders: Vec<SenderView>,
+}
+
 /// `POST /v1/senders/sync` (admin): quality, throughput and status from Graph.
-pub async fn sync(State(st): State<AppState>, caller: AdminCaller) -> Result<Json<Value>, Problem> {
+pub async fn sync(
+    State(st): State<AppState>,
+    caller: AdminCaller,
+) -> Result<Json<SenderSync>, Problem> {
     let tenant = caller.principal.tenant_id;
     let updated = senders::sync(&st.pool, &st.graph, tenant).await?;
     let senders = senders::list(&st.pool, tenant).await?;
-    Ok(Json(json!({ "updated": updated, "senders": senders })))
+    Ok(Json(SenderSync { updated, senders }))
 }

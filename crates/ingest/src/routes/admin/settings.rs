@@ -6,17 +6,20 @@ use super::caller::{AdminCaller, audit};
 use crate::{auth::Principal, settings_rules::SettingsUpdate, state::AppState};
 use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use wafleet_core::{
     domain::{Role, TenantId},
     http::Problem,
+    policy::quiet_time::QuietTime,
 };
 
 /// A tenant's settings as an admin sees them.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, JsonSchema)]
 pub struct SettingsView {
     pub allowed_countries: Vec<String>,
+    #[schemars(with = "Option<QuietTime>")]
     pub quiet_time: Option<Value>,
     pub default_sender_id: Option<uuid::Uuid>,
     /// The cap tier as Meta reports it (null = unknown, treated as 250).
@@ -45,15 +48,28 @@ async fn load(tx: &mut sqlx::PgConnection, tenant: TenantId) -> Result<SettingsV
     .await?)
 }
 
-fn with_effective_tier(view: SettingsView) -> Value {
-    let tier = view.tier_override.or(view.meta_tier).unwrap_or(250);
-    let mut body = json!(view);
-    body["effective_tier"] = json!(tier);
-    body
+/// The settings with the tier in force.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SettingsBody {
+    #[serde(flatten)]
+    pub settings: SettingsView,
+    /// `tier_override`, else `meta_tier`, else 250.
+    pub effective_tier: i32,
+}
+
+fn with_effective_tier(settings: SettingsView) -> SettingsBody {
+    let effective_tier = settings.tier_override.or(settings.meta_tier).unwrap_or(250);
+    SettingsBody {
+        settings,
+        effective_tier,
+    }
 }
 
 /// `GET /v1/settings` (reader).
-pub async fn get(State(st): State<AppState>, principal: Principal) -> Result<Json<Value>, Problem> {
+pub async fn get(
+    State(st): State<AppState>,
+    principal: Principal,
+) -> Result<Json<SettingsBody>, Problem> {
     principal.require(Role::Reader)?;
     let mut tx = st.pool.begin().await?;
     let view = load(&mut tx, principal.tenant_id).await?;
@@ -66,7 +82,7 @@ pub async fn put(
     State(st): State<AppState>,
     caller: AdminCaller,
     body: Result<Json<SettingsUpdate>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<SettingsBody>, Problem> {
     let Json(mut update) = body.map_err(|e| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -184,23 +200,31 @@ fn diff(before: &Value, after: &Value) -> Map<String, Value> {
 }
 
 /// One entry of the audit trail.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, JsonSchema)]
 pub struct AuditEntry {
+    /// `apikey:<prefix>` of the key that made the change.
     pub actor: String,
     pub at: DateTime<Utc>,
+    /// What changed, e.g. `{"settings": {field: {before, after}}}`.
     pub change: Value,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AuditTrail {
+    /// Newest first.
+    pub entries: Vec<AuditEntry>,
 }
 
 /// `GET /v1/settings/audit` (admin): the latest 200 changes, newest first.
 pub async fn audit_trail(
     State(st): State<AppState>,
     caller: AdminCaller,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<AuditTrail>, Problem> {
     let entries: Vec<AuditEntry> = sqlx::query_as(
         "SELECT actor, at, change FROM settings_audit WHERE tenant_id = $1 ORDER BY at DESC, id DESC LIMIT 200",
     )
     .bind(caller.principal.tenant_id)
     .fetch_all(&st.pool)
     .await?;
-    Ok(Json(json!({ "entries": entries })))
+    Ok(Json(AuditTrail { entries }))
 }

@@ -13,7 +13,8 @@ use axum::{
     http::StatusCode,
 };
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use wafleet_core::{domain::Role, http::Problem};
 
@@ -30,29 +31,61 @@ struct Row {
     updated_at: DateTime<Utc>,
 }
 
+/// A component of a template (`HEADER`, `BODY`…) and its parameters.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ComponentParameters {
+    /// As Meta gives it: `HEADER`, `BODY`, `FOOTER`, `BUTTONS`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub parameter_count: usize,
+    /// `1`, `2`… (positional) or names (NAMED), in text order.
+    pub parameters: Vec<String>,
+}
+
 /// Each component's type and its parameters (`{{1}}` or `{{name}}`), in text order.
-fn component_parameters(components: &Value) -> Vec<Value> {
+fn component_parameters(components: &Value) -> Vec<ComponentParameters> {
     components
         .as_array()
         .into_iter()
         .flatten()
         .map(|c| {
             let text = c.get("text").and_then(Value::as_str).unwrap_or_default();
-            let params = placeholders(text);
-            json!({
-                "type": c.get("type").cloned().unwrap_or(Value::Null),
-                "parameter_count": params.len(),
-                "parameters": params,
-            })
+            let parameters = placeholders(text);
+            ComponentParameters {
+                kind: c.get("type").and_then(Value::as_str).map(str::to_owned),
+                parameter_count: parameters.len(),
+                parameters,
+            }
         })
         .collect()
+}
+
+/// A template as synced from Meta, with its merge-field bindings.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TemplateView {
+    pub name: String,
+    pub language: String,
+    pub category: String,
+    pub status: String,
+    /// `POSITIONAL` or `NAMED`.
+    pub parameter_format: String,
+    pub components: Vec<ComponentParameters>,
+    #[schemars(with = "Vec<Binding>")]
+    pub bindings: Value,
+    pub quality_score: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TemplateList {
+    pub templates: Vec<TemplateView>,
 }
 
 /// `GET /v1/templates` (reader).
 pub async fn list(
     State(st): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<TemplateList>, Problem> {
     principal.require(Role::Reader)?;
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT name, language, category, status, parameter_format, bindings, components, quality_score, updated_at
@@ -61,22 +94,34 @@ pub async fn list(
     .bind(principal.tenant_id)
     .fetch_all(&st.pool)
     .await?;
-    let templates: Vec<Value> = rows
+    let templates = rows
         .into_iter()
-        .map(|r| {
-            json!({
-                "name": r.name, "language": r.language, "category": r.category, "status": r.status,
-                "parameter_format": r.parameter_format,
-                "components": component_parameters(&r.components),
-                "bindings": r.bindings, "quality_score": r.quality_score, "updated_at": r.updated_at,
-            })
+        .map(|r| TemplateView {
+            components: component_parameters(&r.components),
+            name: r.name,
+            language: r.language,
+            category: r.category,
+            status: r.status,
+            parameter_format: r.parameter_format,
+            bindings: r.bindings,
+            quality_score: r.quality_score,
+            updated_at: r.updated_at,
         })
         .collect();
-    Ok(Json(json!({ "templates": templates })))
+    Ok(Json(TemplateList { templates }))
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TemplateSync {
+    /// How many templates Meta listed.
+    pub synced: usize,
 }
 
 /// `POST /v1/templates/sync` (admin): every page of Meta's templates.
-pub async fn sync(State(st): State<AppState>, caller: AdminCaller) -> Result<Json<Value>, Problem> {
+pub async fn sync(
+    State(st): State<AppState>,
+    caller: AdminCaller,
+) -> Result<Json<TemplateSync>, Problem> {
     let secrets = st.graph.secrets()?;
     let n = templates::sync(
         &st.pool,
@@ -103,18 +148,29 @@ pub async fn sync(State(st): State<AppState>, caller: AdminCaller) -> Result<Jso
             Problem::internal()
         }
     })?;
-    Ok(Json(json!({ "synced": n })))
+    Ok(Json(TemplateSync { synced: n }))
 }
 
-#[derive(Debug, Deserialize)]
+/// A body parameter bound to a merge code.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 pub struct Binding {
+    /// `1`, `2`… or a NAMED template's parameter name.
     pub param: String,
+    /// Letters, digits and `_`, e.g. `KNOWNAS`.
     pub merge_code: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BindTemplate")]
 pub struct BindRequest {
+    pub bindings: Vec<Binding>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TemplateBindings {
+    pub name: String,
+    pub language: String,
     pub bindings: Vec<Binding>,
 }
 
@@ -125,7 +181,7 @@ pub async fn bind(
     caller: AdminCaller,
     Path((name, language)): Path<(String, String)>,
     body: Result<Json<BindRequest>, JsonRejection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<TemplateBindings>, Problem> {
     let invalid = |field: String, detail: String| {
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", detail).field(field)
     };
@@ -147,14 +203,13 @@ pub async fn bind(
         )
     })?;
     let body_params: Vec<String> = component_parameters(&components)
-        .iter()
+        .into_iter()
         .filter(|c| {
-            c["type"]
-                .as_str()
+            c.kind
+                .as_deref()
                 .is_some_and(|t| t.eq_ignore_ascii_case("BODY"))
         })
-        .flat_map(|c| c["parameters"].as_array().cloned().unwrap_or_default())
-        .filter_map(|p| p.as_str().map(str::to_owned))
+        .flat_map(|c| c.parameters)
         .collect();
     let mut pairs = Vec::new();
     for (i, b) in req.bindings.iter().enumerate() {
@@ -184,7 +239,13 @@ pub async fn bind(
         json!({ "template_bindings": { "name": name, "language": language, "bindings": pairs } }),
     )
     .await?;
-    Ok(Json(
-        json!({ "name": name, "language": language, "bindings": pairs.iter().map(|(p, c)| json!({"param": p, "merge_code": c})).collect::<Vec<_>>() }),
-    ))
+    let bindings = pairs
+        .into_iter()
+        .map(|(param, merge_code)| Binding { param, merge_code })
+        .collect();
+    Ok(Json(TemplateBindings {
+        name,
+        language,
+        bindings,
+    }))
 }
