@@ -122,7 +122,7 @@ pub fn routes() -> Vec<ApiRoute> {
             M::PATCH,
             "/v1/senders/{id}",
             admin,
-            "Change friendly name, display name or owner",
+            "Change friendly name, display name, owner or rate (rate_mps, 1-1000)",
             patch(senders::edit),
         ),
         r(

@@ -26,6 +26,12 @@ pub const OTHER_ROUTES: &[(&str, &str, &str, &str)] = &[
         "Send dead letters again (idempotent)",
     ),
     (
+        "get",
+        "/v1/limits",
+        "reader",
+        "The messaging limit: tier, used, headroom (single and bulk), next free slot",
+    ),
+    (
         "post",
         "/v1/messages",
         "sender",
