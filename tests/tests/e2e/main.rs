@@ -11,6 +11,7 @@ mod deploy_files;
 mod faults;
 mod notifications;
 mod observability;
+mod policies;
 mod round_trip;
 mod webhook_bench;
 mod webhook_fields;
