@@ -6,6 +6,7 @@ mod admin_keys;
 mod admin_senders;
 mod admin_settings;
 mod bad_input;
+mod cap_proof;
 mod delivery;
 mod deploy_files;
 mod faults;
