@@ -51,7 +51,10 @@ async fn wait_for_split(t: &TestFleet, sent: i64) -> HashMap<(String, String), i
             .get(&("deferred".into(), "messaging_limit".into()))
             .copied()
             .unwrap_or(0);
-        assert!(out <= sent, "overshoot: {out} sent, the cap allows {sent}: {counts:?}");
+        assert!(
+            out <= sent,
+            "overshoot: {out} sent, the cap allows {sent}: {counts:?}"
+        );
         if out == sent && held == RECIPIENTS as i64 - sent {
             return counts;
         }

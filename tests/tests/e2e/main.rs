@@ -13,6 +13,7 @@ mod faults;
 mod notifications;
 mod observability;
 mod policies;
+mod rate_bench;
 mod round_trip;
 mod webhook_bench;
 mod webhook_fields;
