@@ -187,7 +187,9 @@ async fn apply_policies<'a>(
     let recheck = duration(ctx.settings.sender_recheck);
     let probe_wait = duration(ctx.settings.circuit_probe_wait);
     let mut decided = Vec::new();
-    let mut passing: Vec<(&Claimed, bool, Vec<(Scope, String)>)> = Vec::new();
+    // (message, business-initiated, half-open breakers it probes)
+    type Passing<'c> = (&'c Claimed, bool, Vec<(Scope, String)>);
+    let mut passing: Vec<Passing> = Vec::new();
     for c in claimed {
         let done = (c.id, Disposition::Done);
         if c.not_after.is_some_and(|t| t <= now) {
