@@ -532,3 +532,72 @@ async fn a_slow_sender_does_not_hold_up_another_senders_messages_on_the_same_sha
     assert!(waiting > 0, "the slow sender still had messages waiting");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn the_sender_is_the_named_one_else_the_users_approved_one_else_the_companys() {
+    let t = TestFleet::start().await;
+    let own = t.add_sender(21, "+442071838721").await;
+    let pending = t.add_sender(22, "+442071838722").await;
+    sqlx::query("UPDATE senders SET owner_user_id = 'u-1' WHERE phone_number_id = $1")
+        .bind(&own)
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE senders SET owner_user_id = 'u-2', status = 'pending' WHERE phone_number_id = $1",
+    )
+    .bind(&pending)
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    let as_user = |user: Option<&str>, sender: Option<&str>| {
+        let mut r = TestFleet::template_request("SEL-1");
+        if let Some(u) = user {
+            r["user_id"] = json!(u);
+        }
+        if let Some(s) = sender {
+            r["sender"] = json!(s);
+        }
+        r
+    };
+
+    let (_, users) = t.send(as_user(Some("u-1"), None), None).await;
+    let (_, fallback) = t.send(as_user(Some("u-2"), None), None).await;
+    let (_, company) = t.send(as_user(None, None), None).await;
+    let (status_pending, named_pending) = t.send(as_user(None, Some(&pending)), None).await;
+    let (status_unknown, unknown) = t.send(as_user(None, Some("123456789")), None).await;
+    sql(
+        &t,
+        "UPDATE senders SET is_company_default = false WHERE tenant_id = $1",
+    )
+    .await;
+    let (status_none, none) = t.send(as_user(None, None), None).await;
+
+    let sender_of = |body: Value| {
+        let t = &t;
+        async move {
+            let (_, m) = t.get(&format!("/v1/messages/{}", id_of(&body))).await;
+            m["sender"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(sender_of(users).await, own, "the user's own sender");
+    assert_eq!(
+        sender_of(fallback).await,
+        t.phone_number_id,
+        "a pending own sender falls back to the company's"
+    );
+    assert_eq!(sender_of(company).await, t.phone_number_id);
+    assert_eq!(status_pending, 422);
+    assert_eq!(named_pending["code"], "sender_not_approved");
+    assert_eq!(status_unknown, 422);
+    assert_eq!(unknown["code"], "unknown_sender");
+    assert_eq!(status_none, 422);
+    assert_eq!(none["code"], "unknown_sender");
+    assert!(
+        none["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no default sender")
+    );
+    t.stop().await;
+}
