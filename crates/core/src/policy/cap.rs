@@ -201,14 +201,13 @@ pub fn decide_slots(
             if r.counted || taken.contains(&r.recipient) {
                 return SlotDecision::Reuse;
             }
-            let limit = if r.bulk { bulk_limit } else { limit };
-            if limit.has_room(used) {
-                used += 1;
-                taken.push(r.recipient);
-                return SlotDecision::Reserve;
-            }
-            let Limit::Limited(n) = limit else {
-                unreachable!("an unlimited cap always has room")
+            let n = match if r.bulk { bulk_limit } else { limit } {
+                Limit::Limited(n) if used >= n => n,
+                _ => {
+                    used += 1;
+                    taken.push(r.recipient);
+                    return SlotDecision::Reserve;
+                }
             };
             let turn = (used - n) as usize + deferred;
             deferred += 1;
