@@ -314,6 +314,8 @@ mod tests {
             secs in 1_700_000_000i64..1_900_000_000,
             start_h in 0u32..24, end_h in 0u32..24,
         ) {
+            // Equal start and end on every day is quiet all week: there is no end to find.
+            prop_assume!(start_h != end_h);
             let now = DateTime::from_timestamp(secs, 0).unwrap();
             let r = Rules {
                 quiet_time: Some(quiet_time::QuietRule::new(
