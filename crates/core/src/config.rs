@@ -47,7 +47,8 @@ pub struct Settings {
 pub struct DispatchSettings {
     /// Number of dispatch shards (`<p>.dispatch.<n>`). Changing it remaps senders: drain first.
     pub shards: u16,
-    /// Unacknowledged deliveries per shard consumer.
+    /// Unacknowledged deliveries per shard consumer. Batches are handled concurrently, so this
+    /// bounds what is in flight (waiting for senders' rates) per shard.
     pub prefetch: u16,
     /// Deliveries claimed together in one database round trip.
     pub batch_size: usize,
@@ -157,7 +158,7 @@ impl Default for Settings {
             database_max_connections: 10,
             dispatch: DispatchSettings {
                 shards: 4,
-                prefetch: 64,
+                prefetch: 256,
                 batch_size: 32,
                 batch_wait: Duration::from_millis(5),
                 graph_timeout: Duration::from_secs(20),
