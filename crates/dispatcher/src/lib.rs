@@ -13,6 +13,7 @@ pub mod graph_client;
 pub mod policy;
 pub mod rate;
 pub mod releaser;
+pub mod retry;
 pub mod store;
 pub mod throttle;
 pub mod tokens;
