@@ -47,7 +47,8 @@ pub struct Settings {
 pub struct DispatchSettings {
     /// Number of dispatch shards (`<p>.dispatch.<n>`). Changing it remaps senders: drain first.
     pub shards: u16,
-    /// Unacknowledged deliveries per shard consumer.
+    /// Unacknowledged deliveries per shard consumer. Batches are handled concurrently, so this
+    /// bounds what is in flight (waiting for senders' rates) per shard.
     pub prefetch: u16,
     /// Deliveries claimed together in one database round trip.
     pub batch_size: usize,
@@ -61,8 +62,27 @@ pub struct DispatchSettings {
     /// after this long without a status webhook naming it.
     #[serde(with = "humantime_ms")]
     pub ambiguous_resend_after: Duration,
-    /// Default per-sender throughput (messages per second), below Meta's 80 mps.
+    /// Default per-sender throughput (messages per second) for senders without their own
+    /// `rate_mps` setting; at most 1,000 (Meta's highest level).
     pub sender_rate: u32,
+    /// The pair limit (one sender to one recipient, reference §3): one message per this period
+    /// on average …
+    #[serde(with = "humantime_ms")]
+    pub pair_period: Duration,
+    /// … with bursts of up to this many.
+    pub pair_burst: u32,
+    /// A message whose pair budget frees within this long waits for it in the dispatcher; a
+    /// longer wait holds it (`deferred: pair_rate`) and frees the shard for others.
+    #[serde(with = "humantime_ms")]
+    pub pair_wait_max: Duration,
+    /// A message for a sender that is not `approved` is held (`deferred: sender_paused`) and
+    /// looked at again after this long.
+    #[serde(with = "humantime_ms")]
+    pub sender_recheck: Duration,
+    /// The shards this process consumes (default: all). Every shard needs a process consuming
+    /// it; listing shards pins senders to processes (and is how the tests run two active
+    /// dispatchers side by side).
+    pub consume_shards: Option<Vec<u16>>,
     /// Delays of the retry tier queues, shortest first.
     #[serde(with = "humantime_ms_vec")]
     pub retry_tiers: Vec<Duration>,
@@ -86,11 +106,16 @@ pub struct DispatchSettings {
     #[serde(with = "humantime_ms")]
     pub releaser_interval: Duration,
     pub releaser_batch: i64,
-    /// After Meta's 130429 a sender sends at this share of `sender_rate` (1–100 %) …
+    /// After Meta's 130429 a sender's rate drops to this share of what it was (1–100 %) …
     pub throttled_rate_percent: u8,
-    /// … for this long after the last 130429.
+    /// … stays there this long after the last 130429 …
     #[serde(with = "humantime_ms")]
     pub throttled_for: Duration,
+    /// … then rises by `throttle_raise_percent` of its own setting every `throttle_raise_every`
+    /// until it is back at its setting.
+    pub throttle_raise_percent: u8,
+    #[serde(with = "humantime_ms")]
+    pub throttle_raise_every: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,12 +158,17 @@ impl Default for Settings {
             database_max_connections: 10,
             dispatch: DispatchSettings {
                 shards: 4,
-                prefetch: 64,
+                prefetch: 256,
                 batch_size: 32,
                 batch_wait: Duration::from_millis(5),
                 graph_timeout: Duration::from_secs(20),
                 ambiguous_resend_after: Duration::from_secs(600),
                 sender_rate: 80,
+                pair_period: Duration::from_secs(6),
+                pair_burst: 10,
+                pair_wait_max: Duration::from_secs(1),
+                sender_recheck: Duration::from_secs(300),
+                consume_shards: None,
                 retry_tiers: [5, 30, 120, 600].map(Duration::from_secs).to_vec(),
                 retry_jitter_percent: 20,
                 limited_retries: 3,
@@ -149,6 +179,8 @@ impl Default for Settings {
                 releaser_batch: 500,
                 throttled_rate_percent: 25,
                 throttled_for: Duration::from_secs(10),
+                throttle_raise_percent: 10,
+                throttle_raise_every: Duration::from_secs(2),
             },
             ingest: IngestSettings {
                 outbox_after: Duration::from_secs(10),
@@ -207,6 +239,24 @@ impl Settings {
         }
         if self.dispatch.retry_jitter_percent > 50 {
             return bad("dispatch.retry_jitter_percent is at most 50");
+        }
+        if !(1..=1000).contains(&self.dispatch.sender_rate) {
+            return bad("dispatch.sender_rate is 1 to 1000 messages per second");
+        }
+        if self.dispatch.pair_burst == 0 || self.dispatch.pair_period.is_zero() {
+            return bad("dispatch.pair_burst and dispatch.pair_period must be above zero");
+        }
+        if !(1..=100).contains(&self.dispatch.throttled_rate_percent)
+            || !(1..=100).contains(&self.dispatch.throttle_raise_percent)
+        {
+            return bad(
+                "dispatch.throttled_rate_percent and dispatch.throttle_raise_percent are 1 to 100",
+            );
+        }
+        if let Some(shards) = &self.dispatch.consume_shards
+            && (shards.is_empty() || shards.iter().any(|s| *s >= self.dispatch.shards))
+        {
+            return bad("dispatch.consume_shards lists shards below dispatch.shards");
         }
         if self.dispatch.releaser_batch < 1 {
             return bad("dispatch.releaser_batch must be at least 1");

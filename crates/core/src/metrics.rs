@@ -29,6 +29,16 @@ pub const CIRCUIT_CLOSED: &str = "wafleet_circuit_closed_total";
 pub const CAP_USED: &str = "wafleet_cap_used";
 /// Gauge `{tenant}`: the tenant's messaging limit (cap) in the current window.
 pub const CAP_LIMIT: &str = "wafleet_cap_limit";
+/// Counter `{tenant, kind}`: cap slots taken by new recipients (`kind` single or bulk).
+pub const CAP_RESERVED: &str = "wafleet_cap_reserved_total";
+/// Counter: cap slots given back because their message ended `failed` or `expired`.
+pub const CAP_RELEASED: &str = "wafleet_cap_released_total";
+/// Counter `{rule, outcome}`: policy decisions of the dispatcher (`rule` is the reason code,
+/// `outcome` `rejected` or `deferred`).
+pub const POLICY_DECISIONS: &str = "wafleet_policy_decisions_total";
+/// Gauge `{sender}`: the rate a sender is held to now (messages per second), lowered after a
+/// 130429 and raised back gradually.
+pub const SENDER_RATE: &str = "wafleet_sender_rate";
 /// Histogram `{sender}`: time a send waited for its sender's rate limiter.
 pub const LIMITER_WAIT: &str = "wafleet_limiter_wait_seconds";
 /// Gauge `{queue}`: messages ready in a queue (polled with a passive declare).
@@ -68,6 +78,10 @@ pub fn describe() {
         );
         describe_gauge!(CAP_USED, "Conversations used in the tenant's cap window");
         describe_gauge!(CAP_LIMIT, "The tenant's cap in the current window");
+        describe_counter!(CAP_RESERVED, "Cap slots taken by new recipients");
+        describe_counter!(CAP_RELEASED, "Cap slots given back after a failure");
+        describe_counter!(POLICY_DECISIONS, "Policy decisions, by rule and outcome");
+        describe_gauge!(SENDER_RATE, "The rate a sender is held to now (mps)");
         describe_histogram!(LIMITER_WAIT, Unit::Seconds, "Wait for the sender's rate");
         describe_gauge!(QUEUE_MESSAGES, "Messages ready in the queue");
         describe_gauge!(QUEUE_CONSUMERS, "Consumers attached to the queue");
@@ -110,6 +124,16 @@ pub fn cap(tenant: &str, used: u64, limit: u64) {
     metrics::gauge!(CAP_LIMIT, "tenant" => tenant.to_owned()).set(limit as f64);
 }
 
+/// Counts a policy decision (`rule` is its reason code; `outcome` `rejected` or `deferred`).
+pub fn policy_decision(rule: &'static str, outcome: &'static str) {
+    metrics::counter!(POLICY_DECISIONS, "rule" => rule, "outcome" => outcome).increment(1);
+}
+
+/// Records the rate a sender is held to now.
+pub fn sender_rate(sender: &str, per_second: u32) {
+    metrics::gauge!(SENDER_RATE, "sender" => sender.to_owned()).set(f64::from(per_second));
+}
+
 /// Records the lag of one consumed message in `queue` (a role such as `dispatch`).
 pub fn consumer_lag(queue: &'static str, lag: Duration) {
     metrics::histogram!(CONSUMER_LAG, "queue" => queue).record(lag.as_secs_f64());
@@ -138,6 +162,10 @@ mod tests {
             CAP_USED,
             CAP_LIMIT,
             LIMITER_WAIT,
+            CAP_RESERVED,
+            CAP_RELEASED,
+            POLICY_DECISIONS,
+            SENDER_RATE,
             QUEUE_MESSAGES,
             QUEUE_CONSUMERS,
             CONSUMER_LAG,

@@ -7,9 +7,10 @@
 //! While a breaker is open its messages are held (deferred rows the releaser brings back), never
 //! failed. Once `until` has passed it is half-open: one probe at a time is let through (an
 //! atomic `probe_at` claim); a success closes it, a halting failure opens it again.
-//! Meta's asynchronous signals hold messages the same way: `senders.paused_until`,
-//! `templates.paused_until` and `tenant_settings.account_restricted_until` (written by the
-//! webhooks side) count as open breakers until then, with no probe needed afterwards.
+//! Meta's asynchronous signals hold messages the same way: `templates.paused_until` and
+//! `tenant_settings.account_restricted_until` (written by the webhooks side) count as open
+//! breakers until then, with no probe needed afterwards. A paused sender
+//! (`senders.paused_until`) is a policy of its own (`deferred: sender_paused`, see `policy`).
 
 use crate::store::Claimed;
 use chrono::{DateTime, Utc};
@@ -97,21 +98,16 @@ impl Gates {
         }
         let tenants: Vec<uuid::Uuid> = batch.iter().map(|c| c.tenant_id.0).collect();
         let recipients: Vec<&str> = batch.iter().map(|c| c.recipient.as_str()).collect();
-        let senders: Vec<&str> = batch.iter().map(|c| c.phone_number_id.as_str()).collect();
         let circuits = sqlx::query_as(
             "SELECT tenant_id, scope, key, until FROM circuits WHERE tenant_id = ANY($1)
              UNION ALL
-             SELECT tenant_id, 'sender', phone_number_id, paused_until FROM senders
-             WHERE tenant_id = ANY($1) AND phone_number_id = ANY($2) AND paused_until > $3
-             UNION ALL
              SELECT tenant_id, 'template', name || ':' || language, paused_until FROM templates
-             WHERE tenant_id = ANY($1) AND paused_until > $3
+             WHERE tenant_id = ANY($1) AND paused_until > $2
              UNION ALL
              SELECT tenant_id, 'account', '', account_restricted_until FROM tenant_settings
-             WHERE tenant_id = ANY($1) AND account_restricted_until > $3",
+             WHERE tenant_id = ANY($1) AND account_restricted_until > $2",
         )
         .bind(&tenants)
-        .bind(&senders)
         .bind(now)
         .fetch_all(pool)
         .await?;

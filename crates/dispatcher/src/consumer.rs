@@ -1,6 +1,8 @@
-//! The consume loop of one dispatch shard: gathers a micro-batch of deliveries, hands it to
-//! `dispatch::handle_batch`, then settles each delivery only after its outcome is recorded —
-//! republishing to a retry tier or to `<p>.dead` (confirmed) before acking.
+//! The consume loop of one dispatch shard: gathers a micro-batch of deliveries and hands it to
+//! `dispatch::handle_batch` in a task of its own, so the loop goes on taking deliveries while
+//! earlier batches wait for their senders' budgets (a slow sender never stalls the shard; the
+//! prefetch bounds what is in flight). Each delivery is settled only after its outcome is
+//! recorded — republishing to a retry tier or to `<p>.dead` (confirmed) before acking.
 
 use crate::dispatch::{Ctx, Disposition, handle_batch};
 use futures_util::StreamExt;
@@ -10,11 +12,16 @@ use lapin::{
     options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
     types::{AMQPValue, FieldTable},
 };
-use std::{sync::Arc, time::Duration};
-use tokio_util::sync::CancellationToken;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use wafleet_core::{
     amqp::{self, Outgoing, Publisher, Topology},
     contract::{DispatchEnvelope, RETRY_COUNT_HEADER},
+    domain::MessageId,
 };
 
 /// Consumes shard `shard` until cancelled; the in-flight batch is finished before returning.
@@ -42,6 +49,7 @@ pub async fn run_shard(
             FieldTable::default(),
         )
         .await?;
+    let batches = TaskTracker::new();
     loop {
         let first = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -63,8 +71,16 @@ pub async fn run_shard(
                 _ => break,
             }
         }
-        process(&ctx, &topology, &publisher, batch).await;
+        batches.spawn(process(
+            ctx.clone(),
+            topology.clone(),
+            publisher.clone(),
+            batch,
+        ));
     }
+    // In-flight batches finish (and are acked) before the shard lets go.
+    batches.close();
+    batches.wait().await;
     Ok(())
 }
 
@@ -74,19 +90,24 @@ pub async fn run_shard(
     messaging.operation.type = "process",
     messaging.batch.message_count = deliveries.len(),
 ))]
-async fn process(ctx: &Ctx, topology: &Topology, publisher: &Publisher, deliveries: Vec<Delivery>) {
+async fn process(
+    ctx: Arc<Ctx>,
+    topology: Arc<Topology>,
+    publisher: Publisher,
+    deliveries: Vec<Delivery>,
+) {
     if let Some(first) = deliveries.first() {
         amqp::adopt_trace_context(&tracing::Span::current(), &first.properties);
     }
-    let mut valid = Vec::with_capacity(deliveries.len());
+    let mut pending: HashMap<MessageId, Vec<Delivery>> = HashMap::new();
     let mut envelopes = Vec::with_capacity(deliveries.len());
     for d in deliveries {
         amqp::record_consumer_lag("dispatch", &d.properties);
         amqp::link_trace_context(&tracing::Span::current(), &d.properties);
         match serde_json::from_slice::<DispatchEnvelope>(&d.data) {
             Ok(env) => {
+                pending.entry(env.message_id).or_default().push(d);
                 envelopes.push(env);
-                valid.push(d);
             }
             Err(err) => {
                 // Not ours to interpret: the queue dead-letters it to `<p>.dead` for a human.
@@ -98,59 +119,100 @@ async fn process(ctx: &Ctx, topology: &Topology, publisher: &Publisher, deliveri
     if envelopes.is_empty() {
         return;
     }
-    let dispositions = match handle_batch(ctx, &envelopes).await {
-        Ok(d) => d,
-        Err(err) => {
-            tracing::error!(error = %err, "database unavailable; requeueing the batch");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            for d in valid {
-                settle(
-                    d.nack(BasicNackOptions {
+    let pending = Mutex::new(pending);
+    let (ctx, topology, publisher) = (&*ctx, &*topology, &publisher);
+    let result = handle_batch(ctx, &envelopes, |decided: Vec<(MessageId, Disposition)>| {
+        let deliveries: Vec<(Delivery, Disposition)> = {
+            let mut pending = pending.lock().expect("pending deliveries");
+            decided
+                .into_iter()
+                .flat_map(|(id, d)| {
+                    pending
+                        .remove(&id)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(move |delivery| (delivery, d))
+                })
+                .collect()
+        };
+        async move {
+            for (delivery, disposition) in deliveries {
+                dispose(ctx, topology, publisher, delivery, disposition).await;
+            }
+        }
+    })
+    .await;
+    let left: Vec<Delivery> = pending
+        .into_inner()
+        .expect("pending deliveries")
+        .into_values()
+        .flatten()
+        .collect();
+    if let Err(err) = &result {
+        tracing::error!(error = %err, "database unavailable; requeueing the batch");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    } else if !left.is_empty() {
+        tracing::warn!(
+            n = left.len(),
+            "deliveries left unsettled by the batch; requeueing"
+        );
+    }
+    for d in left {
+        dispose(ctx, topology, publisher, d, Disposition::Requeue).await;
+    }
+}
+
+/// Settles one delivery as its disposition says: forward (confirmed) then ack, or requeue.
+async fn dispose(
+    ctx: &Ctx,
+    topology: &Topology,
+    publisher: &Publisher,
+    delivery: Delivery,
+    disposition: Disposition,
+) {
+    let forwarded = match disposition {
+        Disposition::Done => Ok(()),
+        Disposition::Requeue => {
+            settle(
+                delivery
+                    .nack(BasicNackOptions {
                         requeue: true,
                         ..Default::default()
                     })
                     .await,
-                );
-            }
+            );
             return;
         }
+        Disposition::RetryLater { tier } => {
+            let ttl = jittered(
+                ctx.settings.retry_tiers[tier],
+                ctx.settings.retry_jitter_percent,
+            );
+            forward(
+                publisher,
+                &topology.retry_exchange(tier),
+                &delivery,
+                Some(ttl),
+            )
+            .await
+        }
+        Disposition::Dead => forward(publisher, &topology.dead_exchange(), &delivery, None).await,
     };
-    for (delivery, disposition) in valid.into_iter().zip(dispositions) {
-        let forwarded = match disposition {
-            Disposition::Done => Ok(()),
-            Disposition::RetryLater { tier } => {
-                let ttl = jittered(
-                    ctx.settings.retry_tiers[tier],
-                    ctx.settings.retry_jitter_percent,
-                );
-                forward(
-                    publisher,
-                    &topology.retry_exchange(tier),
-                    &delivery,
-                    Some(ttl),
-                )
-                .await
-            }
-            Disposition::Dead => {
-                forward(publisher, &topology.dead_exchange(), &delivery, None).await
-            }
-        };
-        match forwarded {
-            Ok(()) => {
-                count_forwarded(topology, disposition);
-                settle(delivery.ack(BasicAckOptions::default()).await)
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "could not forward a dispatch message; requeueing it");
-                settle(
-                    delivery
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..Default::default()
-                        })
-                        .await,
-                );
-            }
+    match forwarded {
+        Ok(()) => {
+            count_forwarded(topology, disposition);
+            settle(delivery.ack(BasicAckOptions::default()).await)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "could not forward a dispatch message; requeueing it");
+            settle(
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await,
+            );
         }
     }
 }
@@ -199,7 +261,7 @@ fn settle(result: Result<bool, lapin::Error>) {
 /// Retries per tier and dead letters, counted once the forward is confirmed.
 fn count_forwarded(topology: &Topology, disposition: Disposition) {
     match disposition {
-        Disposition::Done => {}
+        Disposition::Done | Disposition::Requeue => {}
         Disposition::RetryLater { tier } => {
             wafleet_core::metrics::retried(amqp::tier_label(topology.retry_tiers[tier]));
         }

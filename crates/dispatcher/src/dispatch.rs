@@ -1,26 +1,31 @@
-//! The dispatcher's deterministic seam: a batch of dispatch envelopes in, a disposition per
-//! envelope out (ack, retry later through a tier queue, or dead-letter). The consume loop in
-//! `consumer` is a thin shell around `handle_batch`; tests call it directly. Each failure's
-//! class (see `classify`) picks what the message waits on; waits longer than the last retry
-//! tier become held rows (deferred, reason other than `retry`) that the `releaser` brings back.
+//! The dispatcher's seam: a batch of dispatch envelopes in, a disposition per envelope out (ack,
+//! retry later through a tier queue, dead-letter, or requeue). The consume loop in `consumer` is
+//! a thin shell around `handle_batch`. After the claim, the policy step (SPEC §4: the rules in
+//! `policy`, circuit breakers, the cap in `cap`) decides what is not sent; the rest wait for
+//! their pair's and sender's budgets (`rate`) and call Meta, each sender on its own. Each
+//! failure's class (see `classify`) picks what the message waits on (`retry`).
 
 use crate::{
+    cap::{self, SlotAsk},
     circuits::{self, Gate, Gates, Scope},
     classify::{Class, classify},
     graph_client::{GraphClient, build_body},
+    policy::Inputs,
+    rate::Rates,
+    retry::{duration, give_up, hold, retry_or_give_up},
     store::{self, Claimed, Outcome},
     tokens::TokenCache,
 };
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::json;
-use std::{num::NonZeroU32, sync::Arc, time::Instant};
+use std::{collections::HashMap, future::Future, time::Instant};
 use wafleet_core::{
     clock::SharedClock,
     config::DispatchSettings,
     contract::DispatchEnvelope,
     domain::{MessageId, mask_phone, state},
+    policy::{Decision, cap::SlotDecision, reason},
 };
 
 /// Everything a batch needs.
@@ -28,19 +33,11 @@ pub struct Ctx {
     pub pool: sqlx::PgPool,
     pub graph: GraphClient,
     pub tokens: TokenCache,
-    /// One budget per sender phone number; exact because one process owns a sender (SAC shards).
-    pub limiter: Arc<DefaultKeyedRateLimiter<String>>,
-    /// The slower budget of senders Meta throttled recently (130429).
-    pub throttle: crate::throttle::Throttle,
+    /// Sender and pair budgets (exact: one process owns a sender, SAC shards), with the lower
+    /// rate of senders Meta throttled recently (130429).
+    pub rates: Rates,
     pub clock: SharedClock,
     pub settings: DispatchSettings,
-}
-
-impl Ctx {
-    pub fn sender_limiter(per_second: u32) -> Arc<DefaultKeyedRateLimiter<String>> {
-        let rate = NonZeroU32::new(per_second.max(1)).expect("non-zero");
-        Arc::new(RateLimiter::keyed(Quota::per_second(rate)))
-    }
 }
 
 /// What the shell does with a delivery once its durable effect is recorded.
@@ -52,14 +49,25 @@ pub enum Disposition {
     RetryLater { tier: usize },
     /// Retries exhausted: publish to `<p>.dead`, then ack.
     Dead,
+    /// The outcome could not be recorded (database down): requeue; the claim makes the
+    /// redelivery harmless.
+    Requeue,
 }
 
-/// Handles one batch. `Err` only for database failures: nothing was decided, the shell
-/// requeues every delivery.
-pub async fn handle_batch(
+/// Handles one batch, settling deliveries as their outcomes are recorded: first every message
+/// the policies decided (and every envelope that was not claimed), then each sender's sends on
+/// their own as soon as that sender's Graph calls are done, so a sender waiting on its rate
+/// never holds up another sender's messages. `settle` is called once per message id.
+/// `Err` only for database failures before anything was settled: the shell requeues the batch.
+pub async fn handle_batch<S, F>(
     ctx: &Ctx,
     batch: &[DispatchEnvelope],
-) -> Result<Vec<Disposition>, sqlx::Error> {
+    settle: S,
+) -> Result<(), sqlx::Error>
+where
+    S: Fn(Vec<(MessageId, Disposition)>) -> F,
+    F: Future<Output = ()>,
+{
     let now = ctx.clock.now();
     let resend_cutoff = now
         - chrono::Duration::from_std(ctx.settings.ambiguous_resend_after)
@@ -67,54 +75,92 @@ pub async fn handle_batch(
     let ids: Vec<MessageId> = batch.iter().map(|e| e.message_id).collect();
     let (claimed, unclaimed) = store::claim(&ctx.pool, &ids, now, resend_cutoff).await?;
 
-    let gates = Gates::load(&ctx.pool, &claimed, now).await?;
-    let results = join_all(claimed.iter().map(|c| attempt(ctx, &gates, c, now))).await;
+    let mut settled: Vec<(MessageId, Disposition)> = Vec::new();
+    for env in batch {
+        if claimed.iter().any(|c| c.id == env.message_id)
+            || settled.iter().any(|(id, _)| *id == env.message_id)
+        {
+            continue;
+        }
+        let d = match unclaimed.iter().find(|u| u.id == env.message_id) {
+            // Claimed recently by an attempt whose outcome is unknown (a crash between
+            // Meta's answer and our write): wait for the status webhook to settle it.
+            Some(u) if u.state == state::DISPATCHING => RetryLater {
+                tier: ctx.settings.retry_tiers.len() - 1,
+            },
+            // Already sent, failed, cancelled…: a redelivery; never send twice.
+            Some(_) => Disposition::Done,
+            None => {
+                tracing::warn!(message_id = %env.message_id, "dispatch message names no message; dropping");
+                Disposition::Done
+            }
+        };
+        settled.push((env.message_id, d));
+    }
+
+    let (decided, sendable) = apply_policies(ctx, &claimed, now).await?;
     let (outcomes, dispositions): (Vec<Outcome>, Vec<(MessageId, Disposition)>) =
-        results.into_iter().unzip();
-    store::record(&ctx.pool, &outcomes, now).await?;
-    for o in &outcomes {
+        decided.into_iter().unzip();
+    record(ctx, &outcomes, now).await?;
+    settled.extend(dispositions);
+    if !settled.is_empty() {
+        settle(settled).await;
+    }
+
+    // Each sender's messages go on their own: attempts, record, settle.
+    let mut by_sender: HashMap<&str, Vec<&Sendable>> = HashMap::new();
+    for s in &sendable {
+        by_sender
+            .entry(s.claimed.phone_number_id.as_str())
+            .or_default()
+            .push(s);
+    }
+    let settle = &settle;
+    join_all(by_sender.into_values().map(|group| async move {
+        let results = join_all(group.iter().map(|s| attempt(ctx, s, now))).await;
+        let (outcomes, dispositions): (Vec<Outcome>, Vec<(MessageId, Disposition)>) =
+            results.into_iter().unzip();
+        match record(ctx, &outcomes, now).await {
+            Ok(()) => settle(dispositions).await,
+            Err(err) => {
+                tracing::error!(error = %err, "could not record outcomes; requeueing them");
+                settle(
+                    dispositions
+                        .into_iter()
+                        .map(|(id, _)| (id, Disposition::Requeue))
+                        .collect(),
+                )
+                .await;
+            }
+        }
+    }))
+    .await;
+    Ok(())
+}
+
+/// Records outcomes and counts them.
+async fn record(ctx: &Ctx, outcomes: &[Outcome], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    store::record(&ctx.pool, outcomes, now).await?;
+    for o in outcomes {
         metrics::counter!("wafleet_dispatch_outcomes_total", "state" => o.state).increment(1);
         wafleet_core::metrics::message_state(o.state, o.reason.as_deref());
     }
-
-    Ok(batch
-        .iter()
-        .map(|env| {
-            if let Some((_, d)) = dispositions.iter().find(|(id, _)| *id == env.message_id) {
-                return *d;
-            }
-            match unclaimed.iter().find(|u| u.id == env.message_id) {
-                // Claimed recently by an attempt whose outcome is unknown (a crash between
-                // Meta's answer and our write): wait for the status webhook to settle it.
-                Some(u) if u.state == state::DISPATCHING => RetryLater {
-                    tier: ctx.settings.retry_tiers.len() - 1,
-                },
-                // Already sent, failed, cancelled…: a redelivery; never send twice.
-                Some(_) => Disposition::Done,
-                None => {
-                    tracing::warn!(message_id = %env.message_id, "dispatch message names no message; dropping");
-                    Disposition::Done
-                }
-            }
-        })
-        .collect())
+    Ok(())
 }
 
-use Disposition::RetryLater;
+pub type Attempted = (Outcome, (MessageId, Disposition));
 
-type Attempted = (Outcome, (MessageId, Disposition));
+/// A claimed message that passed the policies.
+struct Sendable<'a> {
+    claimed: &'a Claimed,
+    /// The half-open breakers this send probes: closed again if it succeeds.
+    breakers: Vec<(Scope, String)>,
+    /// The sender's own rate setting (`None` = the default).
+    rate: Option<u32>,
+}
 
-/// One attempt for a claimed message: expire, hold it behind a gate, or wait for the sender's
-/// budget and call Meta, then act on the answer's class.
-#[tracing::instrument(name = "dispatch message", skip_all, fields(
-    message_id = %claimed.id,
-    tenant = %claimed.tenant_id,
-    sender = %claimed.phone_number_id,
-    to = %mask_phone(&claimed.recipient),
-    attempt = claimed.attempts,
-))]
-async fn attempt(ctx: &Ctx, gates: &Gates, claimed: &Claimed, now: DateTime<Utc>) -> Attempted {
-    let outcome = |state: &'static str, reason: Option<String>| Outcome {
+fn outcome_of(claimed: &Claimed, state: &'static str, reason: Option<String>) -> Outcome {
+    Outcome {
         id: claimed.id,
         tenant_id: claimed.tenant_id,
         state,
@@ -126,29 +172,123 @@ async fn attempt(ctx: &Ctx, gates: &Gates, claimed: &Claimed, now: DateTime<Utc>
         detail: None,
         attempted: true,
         dead: false,
-    };
-    let done = (claimed.id, Disposition::Done);
-    if claimed.not_after.is_some_and(|t| t <= now) {
-        return (
-            outcome(state::EXPIRED, Some("not_after_passed".into())),
-            done,
-        );
     }
+}
+
+/// The policy step over the batch, before any Graph call: expiry, the rules (countries,
+/// opt-outs, service window, sender health, quiet time), circuit breakers and recipient holds,
+/// then the cap for business-initiated messages, reserved for the whole batch at once.
+/// Returns the decided outcomes and the messages that may be sent.
+async fn apply_policies<'a>(
+    ctx: &Ctx,
+    claimed: &'a [Claimed],
+    now: DateTime<Utc>,
+) -> Result<(Vec<Attempted>, Vec<Sendable<'a>>), sqlx::Error> {
+    let gates = Gates::load(&ctx.pool, claimed, now).await?;
+    let inputs = Inputs::load(&ctx.pool, claimed).await?;
+    let recheck = duration(ctx.settings.sender_recheck);
     let probe_wait = duration(ctx.settings.circuit_probe_wait);
-    let breakers = match gates.check(&ctx.pool, claimed, now, probe_wait).await {
-        Ok(Gate::Pass { breakers }) => breakers,
-        Ok(Gate::Hold { until, reason }) => {
-            // Not an attempt: Meta was not called, so the retry budget is untouched.
-            let mut o = hold(outcome(state::DEFERRED, None), reason, until);
-            o.attempted = false;
-            return (o, done);
+    let mut decided = Vec::new();
+    // (message, business-initiated, half-open breakers it probes)
+    type Passing<'c> = (&'c Claimed, bool, Vec<(Scope, String)>);
+    let mut passing: Vec<Passing> = Vec::new();
+    for c in claimed {
+        let done = (c.id, Disposition::Done);
+        if c.not_after.is_some_and(|t| t <= now) {
+            decided.push((
+                outcome_of(c, state::EXPIRED, Some("not_after_passed".into())),
+                done,
+            ));
+            continue;
         }
-        Err(err) => {
-            tracing::error!(error = %err, "cannot read circuits and holds");
-            let o = outcome(state::DEFERRED, Some("retry".into()));
-            return retry_or_give_up(ctx, claimed, o, None, now);
+        match inputs.decide(c, now, recheck) {
+            Decision::Reject { reason, detail } => {
+                wafleet_core::metrics::policy_decision(reason, state::REJECTED);
+                tracing::info!(message_id = %c.id, reason, "rejected by policy");
+                let mut o = outcome_of(c, state::REJECTED, Some(reason.into()));
+                o.detail = Some(json!({ "detail": detail }));
+                o.attempted = false;
+                decided.push((o, done));
+                continue;
+            }
+            Decision::Defer { reason, until } => {
+                wafleet_core::metrics::policy_decision(reason, state::DEFERRED);
+                let mut o = hold(outcome_of(c, state::DEFERRED, None), reason, until);
+                o.attempted = false;
+                decided.push((o, done));
+                continue;
+            }
+            Decision::Pass { business_initiated } => {
+                match gates.check(&ctx.pool, c, now, probe_wait).await {
+                    Ok(Gate::Pass { breakers }) => passing.push((c, business_initiated, breakers)),
+                    Ok(Gate::Hold { until, reason }) => {
+                        // Not an attempt: Meta was not called, so the retry budget is untouched.
+                        let mut o = hold(outcome_of(c, state::DEFERRED, None), reason, until);
+                        o.attempted = false;
+                        decided.push((o, done));
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot read circuits and holds");
+                        let o = outcome_of(c, state::DEFERRED, Some("retry".into()));
+                        decided.push(retry_or_give_up(ctx, c, o, None, now));
+                    }
+                }
+            }
         }
+    }
+    let asks: Vec<SlotAsk> = passing
+        .iter()
+        .filter(|(_, business_initiated, _)| *business_initiated)
+        .map(|(c, ..)| SlotAsk {
+            id: c.id,
+            tenant_id: c.tenant_id,
+            recipient: c.recipient.clone(),
+            bulk: c.kind == "bulk",
+        })
+        .collect();
+    let slots = if asks.is_empty() {
+        HashMap::new()
+    } else {
+        cap::reserve(&ctx.pool, &asks, now).await?
     };
+    let mut sendable = Vec::new();
+    for (c, _, breakers) in passing {
+        if let Some(SlotDecision::Defer { until }) = slots.get(&c.id) {
+            wafleet_core::metrics::policy_decision(reason::MESSAGING_LIMIT, state::DEFERRED);
+            let mut o = hold(
+                outcome_of(c, state::DEFERRED, None),
+                reason::MESSAGING_LIMIT,
+                *until,
+            );
+            o.attempted = false;
+            decided.push((o, (c.id, Disposition::Done)));
+        } else {
+            sendable.push(Sendable {
+                claimed: c,
+                breakers,
+                rate: inputs.sender_rate(c),
+            });
+        }
+    }
+    Ok((decided, sendable))
+}
+
+use Disposition::RetryLater;
+
+/// One attempt for a claimed message that passed the policies: wait for the pair's and the
+/// sender's budgets, call Meta, then act on the answer's class.
+#[tracing::instrument(name = "dispatch message", skip_all, fields(
+    message_id = %sendable.claimed.id,
+    tenant = %sendable.claimed.tenant_id,
+    sender = %sendable.claimed.phone_number_id,
+    to = %mask_phone(&sendable.claimed.recipient),
+    attempt = sendable.claimed.attempts,
+))]
+async fn attempt(ctx: &Ctx, sendable: &Sendable<'_>, now: DateTime<Utc>) -> Attempted {
+    let claimed = sendable.claimed;
+    let breakers = &sendable.breakers;
+    let outcome = |state: &'static str, reason: Option<String>| outcome_of(claimed, state, reason);
+    let done = (claimed.id, Disposition::Done);
     let token = match ctx.tokens.get(&ctx.pool, claimed.tenant_id).await {
         Ok(Some(token)) => token,
         Ok(None) => {
@@ -164,8 +304,24 @@ async fn attempt(ctx: &Ctx, gates: &Gates, claimed: &Claimed, now: DateTime<Utc>
         }
     };
     let waiting = Instant::now();
-    ctx.limiter.until_key_ready(&claimed.phone_number_id).await;
-    ctx.throttle.wait(&claimed.phone_number_id).await;
+    if let Err(wait) = ctx
+        .rates
+        .take_pair(&claimed.phone_number_id, &claimed.recipient)
+        .await
+    {
+        // Too long to wait here: the pair's budget frees later; the shard moves on.
+        wafleet_core::metrics::policy_decision(reason::PAIR_RATE, state::DEFERRED);
+        let mut o = hold(
+            outcome(state::DEFERRED, None),
+            reason::PAIR_RATE,
+            now + duration(wait),
+        );
+        o.attempted = false;
+        return (o, done);
+    }
+    ctx.rates
+        .wait_sender(&claimed.phone_number_id, sendable.rate)
+        .await;
     wafleet_core::metrics::limiter_wait(&claimed.phone_number_id, waiting.elapsed());
     let body = build_body(&claimed.content.0, &claimed.recipient, claimed.id);
     let started = Instant::now();
@@ -179,7 +335,7 @@ async fn attempt(ctx: &Ctx, gates: &Gates, claimed: &Claimed, now: DateTime<Utc>
             metrics::histogram!("wafleet_graph_duration_seconds", "outcome" => "ok")
                 .record(elapsed);
             if !breakers.is_empty()
-                && let Err(err) = circuits::close(&ctx.pool, claimed.tenant_id, &breakers).await
+                && let Err(err) = circuits::close(&ctx.pool, claimed.tenant_id, breakers).await
             {
                 // The next probe closes it instead.
                 tracing::warn!(error = %err, "could not close a circuit after a successful probe");
@@ -219,7 +375,7 @@ async fn attempt(ctx: &Ctx, gates: &Gates, claimed: &Claimed, now: DateTime<Utc>
             (o, done)
         }
         Class::RetrySender => {
-            ctx.throttle.note_throttled(&claimed.phone_number_id);
+            ctx.rates.note_throttled(&claimed.phone_number_id);
             retry_or_give_up(ctx, claimed, o, None, now)
         }
         Class::Transient => retry_or_give_up(ctx, claimed, o, None, now),
@@ -283,100 +439,5 @@ async fn attempt(ctx: &Ctx, gates: &Gates, claimed: &Claimed, now: DateTime<Utc>
             }
             (hold(o, scope.hold_reason(), until), done)
         }
-    }
-}
-
-/// A held row: deferred with `reason` (never `retry`) until `until`, released by the releaser.
-fn hold(mut outcome: Outcome, reason: &str, until: DateTime<Utc>) -> Outcome {
-    outcome.state = state::DEFERRED;
-    outcome.reason = Some(reason.to_owned());
-    outcome.not_before = Some(until);
-    outcome
-}
-
-/// Failed with the last error, and dead-lettered.
-fn give_up(mut outcome: Outcome) -> Outcome {
-    outcome.state = state::FAILED;
-    outcome.reason = Some("retries_exhausted".into());
-    outcome.dead = true;
-    outcome
-}
-
-fn duration(d: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
-/// Schedules the next attempt on the shortest tier that covers what Meta asked for, or gives up
-/// after the last tier: `failed` with the last error, and the envelope to `<p>.dead`.
-fn retry_or_give_up(
-    ctx: &Ctx,
-    claimed: &Claimed,
-    outcome: Outcome,
-    wait_at_least: Option<std::time::Duration>,
-    now: DateTime<Utc>,
-) -> Attempted {
-    let tiers = &ctx.settings.retry_tiers;
-    let Some(tier) = pick_tier(tiers, claimed.attempts, wait_at_least) else {
-        return (give_up(outcome), (claimed.id, Disposition::Dead));
-    };
-    let mut outcome = outcome;
-    outcome.not_before = Some(now + duration(tiers[tier]));
-    (outcome, (claimed.id, Disposition::RetryLater { tier }))
-}
-
-/// The retry tier after attempt `attempt` (1-based): tier n for attempt n, or a longer one that
-/// covers what Meta asked for; `None` once every tier was used.
-fn pick_tier(
-    tiers: &[std::time::Duration],
-    attempt: i32,
-    wait_at_least: Option<std::time::Duration>,
-) -> Option<usize> {
-    let attempt = usize::try_from(attempt.max(1)).unwrap_or(1);
-    if attempt > tiers.len() {
-        return None;
-    }
-    let tier = attempt - 1;
-    Some(match wait_at_least {
-        Some(wait) => tiers
-            .iter()
-            .position(|t| *t >= wait)
-            .unwrap_or(tiers.len() - 1)
-            .max(tier),
-        None => tier,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pick_tier;
-    use std::time::Duration;
-
-    fn tiers() -> Vec<Duration> {
-        [5, 30, 120, 600].map(Duration::from_secs).to_vec()
-    }
-
-    #[test]
-    fn attempt_n_waits_on_tier_n_until_the_tiers_run_out() {
-        assert_eq!(pick_tier(&tiers(), 1, None), Some(0));
-        assert_eq!(pick_tier(&tiers(), 4, None), Some(3));
-        assert_eq!(pick_tier(&tiers(), 5, None), None);
-    }
-
-    #[test]
-    fn a_wait_meta_asks_for_picks_the_shortest_tier_that_covers_it() {
-        // 131056 on the third attempt: 4^2 = 16 s, already covered by that attempt's own tier.
-        assert_eq!(
-            pick_tier(&tiers(), 3, Some(Duration::from_secs(16))),
-            Some(2)
-        );
-        assert_eq!(
-            pick_tier(&tiers(), 1, Some(Duration::from_secs(16))),
-            Some(1)
-        );
-        // Longer than every tier: the last one.
-        assert_eq!(
-            pick_tier(&tiers(), 1, Some(Duration::from_secs(3600))),
-            Some(3)
-        );
     }
 }

@@ -4,12 +4,16 @@
 //! retried through TTL tier queues, held behind circuit breakers and recipient holds (released
 //! by the deferred releaser), dead-lettered, or recorded as failed.
 
+pub mod cap;
 pub mod circuits;
 pub mod classify;
 pub mod consumer;
 pub mod dispatch;
 pub mod graph_client;
+pub mod policy;
+pub mod rate;
 pub mod releaser;
+pub mod retry;
 pub mod store;
 pub mod throttle;
 pub mod tokens;
@@ -65,12 +69,7 @@ impl Application {
             pool,
             graph,
             tokens: tokens::TokenCache::new(secrets, Duration::from_secs(60)),
-            limiter: dispatch::Ctx::sender_limiter(settings.dispatch.sender_rate),
-            throttle: throttle::Throttle::new(
-                settings.dispatch.sender_rate,
-                settings.dispatch.throttled_rate_percent,
-                settings.dispatch.throttled_for,
-            ),
+            rates: rate::Rates::new(&settings.dispatch),
             clock,
             settings: settings.dispatch.clone(),
         });
@@ -93,7 +92,11 @@ impl Application {
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let tasks = TaskTracker::new();
         let mut shards = Vec::new();
-        for shard in 0..self.topology.shards {
+        let owned: Vec<u16> = match &self.ctx.settings.consume_shards {
+            Some(listed) => listed.clone(),
+            None => (0..self.topology.shards).collect(),
+        };
+        for shard in owned {
             let channel = self.consume_conn.create_channel().await?;
             shards.push(tasks.spawn(consumer::run_shard(
                 self.ctx.clone(),
@@ -121,8 +124,7 @@ impl Application {
                 tokio::select! {
                     _ = housekeeping_cancel.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(60)) => {
-                        ctx.limiter.retain_recent();
-                        ctx.throttle.retain_recent();
+                        ctx.rates.retain_recent();
                     }
                 }
             }

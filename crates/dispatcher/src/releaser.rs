@@ -88,7 +88,7 @@ pub async fn release_due(
     let due: Vec<Due> = sqlx::query_as(
         "SELECT id, tenant_id, phone_number_id, reason FROM messages
          WHERE state = 'deferred' AND reason IS DISTINCT FROM 'retry' AND not_before <= $1
-         ORDER BY not_before LIMIT $2
+         ORDER BY not_before, id LIMIT $2
          FOR UPDATE SKIP LOCKED",
     )
     .bind(now)

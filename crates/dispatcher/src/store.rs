@@ -19,6 +19,8 @@ pub struct Claimed {
     pub content: sqlx::types::Json<Content>,
     pub not_after: Option<DateTime<Utc>>,
     pub attempts: i32,
+    /// `single` or `bulk` (quiet time and the cap's bulk share apply to bulk).
+    pub kind: String,
 }
 
 /// A message we could not claim, and why.
@@ -47,7 +49,7 @@ pub async fn claim(
            AND (state IN ('accepted', 'queued')
                 OR (state = 'deferred' AND (reason = 'retry' OR not_before <= $2))
                 OR (state = 'dispatching' AND wamid IS NULL AND claimed_at < $3))
-         RETURNING id, tenant_id, phone_number_id, recipient, content, not_after, attempts",
+         RETURNING id, tenant_id, phone_number_id, recipient, content, not_after, attempts, kind",
     )
     .bind(&raw)
     .bind(now)
@@ -177,11 +179,18 @@ pub async fn record(
         .collect();
     insert_events(&mut tx, &events, now).await?;
     notify_upstream(&mut tx, &ids, &tenants, &states, now).await?;
+    // A message that ends failed or expired was never delivered: its cap slot goes back.
+    let (ended_tenants, ended): (Vec<uuid::Uuid>, Vec<uuid::Uuid>) = outcomes
+        .iter()
+        .filter(|o| o.state == "failed" || o.state == "expired")
+        .map(|o| (o.tenant_id.0, o.id.0))
+        .unzip();
+    wafleet_core::policy::cap::release(&mut tx, &ended_tenants, &ended).await?;
     tx.commit().await
 }
 
 /// Writes `status.<tenant>` notifications for the outcomes upstream must see (sent, failed by
-/// Meta's answer, expired) to the events outbox, in the record's transaction; the webhooks
+/// Meta's answer, expired, rejected by a policy) to the events outbox, in the record's transaction; the webhooks
 /// service publishes them. Only rows that really took the state are included (a status webhook
 /// that got there first keeps its own).
 async fn notify_upstream(
@@ -201,7 +210,7 @@ async fn notify_upstream(
                     'at', $4::timestamptz, 'error', m.error)
          FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS u(id, tenant_id, state, n)
          JOIN messages m ON m.id = u.id AND m.tenant_id = u.tenant_id AND m.state = u.state
-         WHERE u.state IN ('sent', 'failed', 'expired')
+         WHERE u.state IN ('sent', 'failed', 'expired', 'rejected')
          ORDER BY u.n",
     )
     .bind(ids)

@@ -15,6 +15,7 @@ use wafleet_core::{
     contract::{Content, ResolvedParameters, SendRequest, TemplateParameters},
     domain::{MessageId, RecordRef, SenderId, TenantId, state},
     http::Problem,
+    policy::countries,
 };
 
 /// The body of a `202`: the message row exists.
@@ -228,8 +229,12 @@ async fn resolve(
         None => {
             sqlx::query_as(
                 "SELECT id, phone_number_id, status FROM senders
-                 WHERE tenant_id = $1 AND (owner_user_id = $2 OR is_company_default)
-                 ORDER BY (owner_user_id IS NOT DISTINCT FROM $2) DESC LIMIT 1",
+                 WHERE tenant_id = $1 AND status <> 'rejected'
+                   AND (owner_user_id = $2 OR is_company_default)
+                 -- An approved sender first (the user's own, else the company's); a pending
+                 -- one only when there is nothing approved, to say why it can't be used.
+                 ORDER BY status = 'approved' DESC, (owner_user_id IS NOT DISTINCT FROM $2) DESC
+                 LIMIT 1",
             )
             .bind(tenant)
             .bind(&draft.user_id)
@@ -252,6 +257,24 @@ async fn resolve(
             "sender_not_approved",
             "sender",
             format!("the sender is {sender_status}, not approved for sending"),
+        )));
+    }
+
+    let allowed: Vec<String> =
+        sqlx::query_scalar("SELECT allowed_countries FROM tenant_settings WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_optional(&st.pool)
+            .await?
+            .unwrap_or_default();
+    if !countries::allowed(&allowed, draft.to.country()) {
+        return Ok(Err(unprocessable(
+            "country_not_allowed",
+            "to",
+            format!(
+                "the recipient's country ({}) is not in the company's allowed countries ({})",
+                draft.to.country().unwrap_or("unknown"),
+                allowed.join(", ")
+            ),
         )));
     }
 
@@ -279,9 +302,8 @@ async fn resolve(
     }))
 }
 
-/// Binds merge fields through the template's bindings and checks the parameter count against
-/// the synced template. A template we have not synced passes with explicit parameters (Meta is
-/// then the judge) but cannot take merge fields.
+/// Checks that the template is synced and APPROVED, binds merge fields through its bindings and
+/// checks the parameter count, so nothing Meta would refuse for these reasons is ever sent.
 async fn resolve_template(
     st: &AppState,
     tenant: TenantId,
@@ -307,9 +329,18 @@ async fn resolve_template(
     .bind(language)
     .fetch_optional(&st.pool)
     .await?;
-    if let Some((status, ..)) = &known
-        && status != "APPROVED"
-    {
+    let Some((status, ..)) = &known else {
+        return Ok(Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "template_not_approved",
+            format!(
+                "template {name} ({language}) is unknown: it is not among the company's synced \
+                 templates (sync them with POST /v1/templates/sync)"
+            ),
+        )
+        .field("template.name")));
+    };
+    if status != "APPROVED" {
         return Ok(Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "template_not_approved",

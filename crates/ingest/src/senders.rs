@@ -32,13 +32,16 @@ pub struct SenderView {
     pub code_method: Option<String>,
     pub quality_rating: Option<String>,
     pub throughput_mps: Option<i32>,
+    /// The rate the dispatcher holds this sender to (messages per second), set by an admin;
+    /// `null` = the configured default (`dispatch.sender_rate`).
+    pub rate_mps: Option<i32>,
     pub name_status: Option<String>,
     pub paused_until: Option<DateTime<Utc>>,
     pub synced_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
-pub const VIEW_COLUMNS: &str = "id, phone_number_id, phone_e164, display_name, friendly_name, owner_user_id, is_company_default, status, code_method, quality_rating, throughput_mps, name_status, paused_until, synced_at, created_at";
+pub const VIEW_COLUMNS: &str = "id, phone_number_id, phone_e164, display_name, friendly_name, owner_user_id, is_company_default, status, code_method, quality_rating, throughput_mps, rate_mps, name_status, paused_until, synced_at, created_at";
 
 /// What adding a sender takes.
 #[derive(Debug, Clone, Default)]
@@ -328,9 +331,11 @@ pub struct EditSender {
     pub display_name: Option<String>,
     /// `Some(None)` makes it a company sender.
     pub owner_user_id: Option<Option<String>>,
+    /// The sender's rate, 1–1,000 messages per second; `Some(None)` returns it to the default.
+    pub rate_mps: Option<Option<i32>>,
 }
 
-/// Changes a sender's names or owner. A sender given to a user stops being the company default.
+/// Changes a sender's names, owner or rate. A sender given to a user stops being the company default.
 pub async fn edit(
     pool: &PgPool,
     tenant: TenantId,
@@ -345,11 +350,20 @@ pub async fn edit(
             detail: "owner_user_id is a user id, or null for the company".into(),
         });
     }
+    if let Some(Some(rate)) = edit.rate_mps
+        && !(1..=1000).contains(&rate)
+    {
+        return Err(SenderError::Invalid {
+            field: "rate_mps",
+            detail: "rate_mps is 1 to 1000 messages per second (Meta's highest level), or null for the default".into(),
+        });
+    }
     let done = sqlx::query(
         "UPDATE senders SET friendly_name = COALESCE($3, friendly_name),
              display_name = COALESCE($4, display_name),
              owner_user_id = CASE WHEN $5 THEN $6 ELSE owner_user_id END,
-             is_company_default = is_company_default AND NOT ($5 AND $6 IS NOT NULL)
+             is_company_default = is_company_default AND NOT ($5 AND $6 IS NOT NULL),
+             rate_mps = CASE WHEN $7 THEN $8 ELSE rate_mps END
          WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant)
@@ -358,6 +372,8 @@ pub async fn edit(
     .bind(edit.display_name.as_deref().map(str::trim))
     .bind(owner_given)
     .bind(owner)
+    .bind(edit.rate_mps.is_some())
+    .bind(edit.rate_mps.flatten())
     .execute(pool)
     .await?;
     if done.rows_affected() == 0 {

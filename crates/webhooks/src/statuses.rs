@@ -5,7 +5,8 @@
 //! writes a `status.<tenant>` notification to the events outbox in the same transaction.
 //! Two failures have effects beyond the message: 131049 (Meta limits what this user receives
 //! for now) puts the message back to `deferred` for 24 h and holds the recipient; 131050 (the
-//! user stopped marketing) records a marketing opt-out.
+//! user stopped marketing) records a marketing opt-out. A message Meta did not deliver (failed,
+//! or held by 131049) gives its portfolio cap slot back.
 
 use crate::{
     optouts::{self, OptOutChange},
@@ -141,6 +142,8 @@ pub async fn apply(
     let mut deferrals: Vec<(MessageId, DateTime<Utc>)> = Vec::new();
     let mut holds: HashMap<String, DateTime<Utc>> = HashMap::new();
     let mut optouts: Vec<OptOutChange> = Vec::new();
+    // Messages Meta did not deliver: their cap slots go back.
+    let mut undelivered: Vec<uuid::Uuid> = Vec::new();
     let mut events = Vec::new();
     let mut notes = Vec::new();
     let mut parked = Vec::new();
@@ -190,6 +193,9 @@ pub async fn apply(
                 source: "meta_131050",
                 at: item.at,
             });
+        }
+        if moved == Some(state::FAILED) || engagement_hold {
+            undelivered.push(id.0);
         }
         if let Some(new_state) = moved {
             msg.state = new_state.to_owned();
@@ -295,6 +301,10 @@ pub async fn apply(
     }
     if !deferrals.is_empty() {
         defer(tx, tenant, &deferrals, &holds).await?;
+    }
+    if !undelivered.is_empty() {
+        let tenants = vec![tenant.0; undelivered.len()];
+        wafleet_core::policy::cap::release(tx, &tenants, &undelivered).await?;
     }
     if !parked.is_empty() {
         parking::park(tx, tenant, &parked).await?;

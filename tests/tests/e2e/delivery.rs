@@ -84,15 +84,27 @@ async fn a_message_whose_publish_was_lost_is_published_by_the_outbox_sweep() {
 }
 
 #[tokio::test]
-async fn an_unknown_template_fails_with_metas_error_code() {
+async fn a_template_meta_no_longer_knows_fails_with_metas_error_code() {
     let t = TestFleet::start().await;
-    let (status, b) = t
-        .send(json!({"to": CANDIDATE, "record": {"type": "candidate", "id": "D-4"},
-                      "template": {"name": "no_such_template", "language": "en_GB", "parameters": ["x"]}}), None)
-        .await;
-    assert_eq!(status, 202, "not synced here, so Meta is the judge");
+    // Intake refuses templates that were never synced; this one was synced, then deleted at
+    // Meta before the message went out (the row as intake wrote it, published by the sweep).
+    let id = MessageId::new();
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, direction, phone_number_id, recipient, record_type, record_id,
+             content_type, content, state, created_at)
+         VALUES ($1, $2, 'out', $3, $4, 'candidate', 'D-4', 'template', $5, 'accepted', now() - interval '5 seconds')",
+    )
+    .bind(id)
+    .bind(t.tenant_id)
+    .bind(&t.phone_number_id)
+    .bind(CANDIDATE)
+    .bind(json!({"type": "template", "name": "no_such_template", "language": "en_GB",
+                 "parameters": {"format": "positional", "values": ["x"]}}))
+    .execute(&t.pool)
+    .await
+    .unwrap();
 
-    let m = t.wait_for_state(b["id"].as_str().unwrap(), "failed").await;
+    let m = t.wait_for_state(&id.to_string(), "failed").await;
 
     assert_eq!(m["reason"], "meta_132001");
     assert_eq!(m["error"]["code"], 132001);
@@ -170,9 +182,10 @@ async fn a_rolling_restart_mid_stream_loses_nothing_and_sends_nothing_twice() {
     let mut t = TestFleet::start().await;
     let mut ids = Vec::new();
     for i in 0..40 {
-        let (status, b) = t
-            .send(TestFleet::template_request(&format!("R-{i}")), None)
-            .await;
+        // Forty candidates: forty messages to one would wait on Meta's pair limit.
+        let mut request = TestFleet::template_request(&format!("R-{i}"));
+        request["to"] = json!(format!("+4474001002{i:02}"));
+        let (status, b) = t.send(request, None).await;
         assert_eq!(status, 202);
         ids.push(b["id"].as_str().unwrap().to_owned());
     }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod circuits;
 pub mod dead_letters;
+pub mod limits;
 pub mod messages;
 pub mod records;
 
@@ -20,5 +21,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/circuits", get(circuits::list))
         .route("/v1/dead-letters", get(dead_letters::list))
         .route("/v1/dead-letters/redrive", post(dead_letters::redrive))
+        .route("/v1/limits", get(limits::get))
         .merge(admin::router())
 }

@@ -151,7 +151,7 @@ pub fn routes() -> Vec<ApiRoute> {
             "patch",
             "/v1/senders/{id}",
             admin,
-            "Change friendly name, display name or owner",
+            "Change friendly name, display name, owner or rate (rate_mps, 1-1000)",
             patch(senders::edit),
         )
         .accepts::<senders::EditRequest>()

@@ -5,7 +5,7 @@
 //! Request and response bodies are JSON Schemas derived (schemars) from the very types the
 //! handlers read and write; a test fails for a route that does not name them.
 
-use crate::routes::{circuits, dead_letters, messages, records};
+use crate::routes::{circuits, dead_letters, limits, messages, records};
 use axum::Json;
 use schemars::{JsonSchema, Schema, SchemaGenerator, generate::SchemaSettings, json_schema};
 use serde::Serialize;
@@ -114,6 +114,13 @@ pub const OTHER_ROUTES: &[Operation] = &[
     )
     .accepts::<dead_letters::RedriveRequest>()
     .returns::<dead_letters::Redriven>(200),
+    route(
+        "get",
+        "/v1/limits",
+        "reader",
+        "The messaging limit: tier, used, headroom (single and bulk), next free slot",
+    )
+    .returns::<limits::Limits>(200),
     route(
         "post",
         "/v1/messages",

@@ -154,9 +154,16 @@ pub struct EditRequest {
     pub display_name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub owner_user_id: Option<Option<String>>,
+    /// 1–1,000 messages per second; `null` returns the sender to the default rate.
+    #[serde(default, deserialize_with = "present_rate")]
+    pub rate_mps: Option<Option<i32>>,
 }
 
-/// `PATCH /v1/senders/{id}` (admin only: friendly names are the admin's to give).
+fn present_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i32>>, D::Error> {
+    Option::<i32>::deserialize(d).map(Some)
+}
+
+/// `PATCH /v1/senders/{id}` (admin only: friendly names and rates are the admin's to give).
 pub async fn edit(
     State(st): State<AppState>,
     caller: AdminCaller,
@@ -168,6 +175,7 @@ pub async fn edit(
         friendly_name: req.friendly_name,
         display_name: req.display_name,
         owner_user_id: req.owner_user_id,
+        rate_mps: req.rate_mps,
     };
     let id = sender_id(&id)?;
     Ok(Json(

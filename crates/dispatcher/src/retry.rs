@@ -1,0 +1,105 @@
+//! What a failed or held attempt becomes: a held row (deferred with a reason other than
+//! `retry`, brought back by the releaser), the next retry tier, or a give-up (failed, and the
+//! envelope to `<p>.dead`).
+
+use crate::{
+    dispatch::{Attempted, Ctx, Disposition},
+    store::{Claimed, Outcome},
+};
+use chrono::{DateTime, Utc};
+use wafleet_core::domain::state;
+
+/// A held row: deferred with `reason` (never `retry`) until `until`, released by the releaser.
+pub fn hold(mut outcome: Outcome, reason: &str, until: DateTime<Utc>) -> Outcome {
+    outcome.state = state::DEFERRED;
+    outcome.reason = Some(reason.to_owned());
+    outcome.not_before = Some(until);
+    outcome
+}
+
+/// Failed with the last error, and dead-lettered.
+pub fn give_up(mut outcome: Outcome) -> Outcome {
+    outcome.state = state::FAILED;
+    outcome.reason = Some("retries_exhausted".into());
+    outcome.dead = true;
+    outcome
+}
+
+pub fn duration(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Schedules the next attempt on the shortest tier that covers what Meta asked for, or gives up
+/// after the last tier: `failed` with the last error, and the envelope to `<p>.dead`.
+pub fn retry_or_give_up(
+    ctx: &Ctx,
+    claimed: &Claimed,
+    outcome: Outcome,
+    wait_at_least: Option<std::time::Duration>,
+    now: DateTime<Utc>,
+) -> Attempted {
+    let tiers = &ctx.settings.retry_tiers;
+    let Some(tier) = pick_tier(tiers, claimed.attempts, wait_at_least) else {
+        return (give_up(outcome), (claimed.id, Disposition::Dead));
+    };
+    let mut outcome = outcome;
+    outcome.not_before = Some(now + duration(tiers[tier]));
+    (outcome, (claimed.id, Disposition::RetryLater { tier }))
+}
+
+/// The retry tier after attempt `attempt` (1-based): tier n for attempt n, or a longer one that
+/// covers what Meta asked for; `None` once every tier was used.
+fn pick_tier(
+    tiers: &[std::time::Duration],
+    attempt: i32,
+    wait_at_least: Option<std::time::Duration>,
+) -> Option<usize> {
+    let attempt = usize::try_from(attempt.max(1)).unwrap_or(1);
+    if attempt > tiers.len() {
+        return None;
+    }
+    let tier = attempt - 1;
+    Some(match wait_at_least {
+        Some(wait) => tiers
+            .iter()
+            .position(|t| *t >= wait)
+            .unwrap_or(tiers.len() - 1)
+            .max(tier),
+        None => tier,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_tier;
+    use std::time::Duration;
+
+    fn tiers() -> Vec<Duration> {
+        [5, 30, 120, 600].map(Duration::from_secs).to_vec()
+    }
+
+    #[test]
+    fn attempt_n_waits_on_tier_n_until_the_tiers_run_out() {
+        assert_eq!(pick_tier(&tiers(), 1, None), Some(0));
+        assert_eq!(pick_tier(&tiers(), 4, None), Some(3));
+        assert_eq!(pick_tier(&tiers(), 5, None), None);
+    }
+
+    #[test]
+    fn a_wait_meta_asks_for_picks_the_shortest_tier_that_covers_it() {
+        // 131056 on the third attempt: 4^2 = 16 s, already covered by that attempt's own tier.
+        assert_eq!(
+            pick_tier(&tiers(), 3, Some(Duration::from_secs(16))),
+            Some(2)
+        );
+        assert_eq!(
+            pick_tier(&tiers(), 1, Some(Duration::from_secs(16))),
+            Some(1)
+        );
+        // Longer than every tier: the last one.
+        assert_eq!(
+            pick_tier(&tiers(), 1, Some(Duration::from_secs(3600))),
+            Some(3)
+        );
+    }
+}
