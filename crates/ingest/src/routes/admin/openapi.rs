@@ -8,6 +8,48 @@ use serde_json::{Map, Value, json};
 /// Routes served outside the administration table: (method, path, least role, summary).
 pub const OTHER_ROUTES: &[(&str, &str, &str, &str)] = &[
     (
+        "post",
+        "/v1/campaigns",
+        "sender",
+        "Create a bulk campaign (JSON, or NDJSON: header line then one recipient per line)",
+    ),
+    (
+        "get",
+        "/v1/campaigns",
+        "reader",
+        "The company's campaigns, newest first",
+    ),
+    (
+        "get",
+        "/v1/campaigns/{id}",
+        "reader",
+        "A campaign's counts per state, current rate, hold and ETA",
+    ),
+    (
+        "get",
+        "/v1/campaigns/{id}/rejections",
+        "reader",
+        "A campaign's refused recipients with their reasons",
+    ),
+    (
+        "post",
+        "/v1/campaigns/{id}/pause",
+        "sender",
+        "Pause a campaign (its waiting messages are held)",
+    ),
+    (
+        "post",
+        "/v1/campaigns/{id}/resume",
+        "sender",
+        "Resume a paused campaign",
+    ),
+    (
+        "post",
+        "/v1/campaigns/{id}/cancel",
+        "sender",
+        "Cancel a campaign: everything not yet dispatched ends cancelled",
+    ),
+    (
         "get",
         "/v1/circuits",
         "reader",

@@ -1,0 +1,486 @@
+//! Creating a campaign: the header is checked once (sender, template), then recipients stream
+//! through in batches of `ingest.campaign_batch` — each validated with the rules of
+//! `POST /v1/messages`, the valid ones inserted with one `INSERT … SELECT FROM unnest(…)` (and
+//! their `queued` events in the same statement), the invalid ones recorded as rejections. All of
+//! it is one transaction: a campaign exists whole or not at all, and memory stays bounded by one
+//! batch however long the list.
+
+use super::{CampaignHeader, RecipientInput};
+use crate::{
+    accept::{self, Idempotency, Reply, TemplateInfo},
+    state::AppState,
+    validate,
+};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use sqlx::{Postgres, Transaction};
+use std::collections::BTreeMap;
+use wafleet_core::{
+    amqp,
+    campaign::status,
+    contract::{Content, Kind, SendRequest, TemplateInput},
+    domain::{MessageId, SenderId, TenantId, state},
+    http::Problem,
+    metrics::CAMPAIGN_RECIPIENTS,
+};
+
+/// A campaign being created: its transaction, what it sends, and the batch not yet written.
+pub struct Intake {
+    tx: Transaction<'static, Postgres>,
+    tenant: TenantId,
+    id: uuid::Uuid,
+    phone_number_id: String,
+    sender_id: SenderId,
+    template_name: String,
+    template_language: String,
+    template: TemplateInfo,
+    user_id: Option<String>,
+    not_after: Option<chrono::DateTime<chrono::Utc>>,
+    traceparent: Option<String>,
+    batch_size: usize,
+    batch: Vec<(i32, Result<RecipientInput, Problem>)>,
+    next_position: i32,
+    given: u32,
+    accepted: u32,
+    rejected: u32,
+    by_code: BTreeMap<&'static str, u32>,
+}
+
+fn unprocessable(code: &'static str, field: &str, detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).field(field)
+}
+
+impl Intake {
+    /// Checks the header and writes the campaign row (uncommitted). The inner `Err` is a problem
+    /// with the campaign as a whole (422); the outer one a failure of ours.
+    pub async fn open(
+        st: &AppState,
+        tenant: TenantId,
+        header: CampaignHeader,
+    ) -> Result<Result<Self, Problem>, Problem> {
+        let name = header.name.as_deref().map(str::trim).unwrap_or_default();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Ok(Err(unprocessable(
+                "missing_field",
+                "name",
+                "`name` is required (1 to 200 characters)",
+            )));
+        }
+        let template = header.template.unwrap_or(super::CampaignTemplate {
+            name: None,
+            language: None,
+        });
+        let Some(template_name) = template.name.filter(|n| !n.trim().is_empty()) else {
+            return Ok(Err(unprocessable(
+                "missing_field",
+                "template.name",
+                "`template.name` is required",
+            )));
+        };
+        let Some(template_language) = template.language.filter(|l| !l.trim().is_empty()) else {
+            return Ok(Err(unprocessable(
+                "missing_field",
+                "template.language",
+                "`template.language` is required, e.g. \"en_GB\"",
+            )));
+        };
+        if let Some(sender) = &header.sender
+            && (sender.is_empty() || !sender.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Ok(Err(unprocessable(
+                "invalid_field",
+                "sender",
+                "`sender` is a sender's phone number id (digits)",
+            )));
+        }
+        let user_id = header.user_id.filter(|u| !u.is_empty());
+        let now = st.clock.now();
+        if header.not_after.is_some_and(|t| t <= now) {
+            return Ok(Err(unprocessable(
+                "invalid_field",
+                "not_after",
+                "`not_after` is in the past: nothing could be sent",
+            )));
+        }
+        let (sender_id, phone_number_id) = match accept::find_sender(
+            &st.pool,
+            tenant,
+            header.sender.as_deref(),
+            user_id.as_deref(),
+        )
+        .await?
+        {
+            Ok(found) => found,
+            Err(problem) => return Ok(Err(problem)),
+        };
+        let info =
+            accept::load_template(&st.pool, tenant, &template_name, &template_language).await?;
+        let Some(info) = info else {
+            return Ok(Err(unprocessable(
+                "template_not_approved",
+                "template.name",
+                format!(
+                    "template {template_name} ({template_language}) is not synced: sync templates first"
+                ),
+            )));
+        };
+        if info.status != "APPROVED" {
+            return Ok(Err(unprocessable(
+                "template_not_approved",
+                "template.name",
+                format!(
+                    "template {template_name} ({template_language}) is {}, not APPROVED",
+                    info.status
+                ),
+            )));
+        }
+
+        let id = uuid::Uuid::now_v7();
+        let mut tx = st.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO campaigns (id, tenant_id, name, template_name, template_language, sender_id,
+                 phone_number_id, user_id, status, not_after, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $10)",
+        )
+        .bind(id)
+        .bind(tenant)
+        .bind(name)
+        .bind(&template_name)
+        .bind(&template_language)
+        .bind(sender_id)
+        .bind(&phone_number_id)
+        .bind(&user_id)
+        .bind(header.not_after)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let batch_size = st.campaigns.batch;
+        Ok(Ok(Self {
+            tx,
+            tenant,
+            id,
+            phone_number_id,
+            sender_id,
+            template_name,
+            template_language,
+            template: info,
+            user_id,
+            not_after: header.not_after,
+            traceparent: amqp::current_traceparent(),
+            batch_size,
+            batch: Vec::with_capacity(batch_size),
+            next_position: 0,
+            given: 0,
+            accepted: 0,
+            rejected: 0,
+            by_code: BTreeMap::new(),
+        }))
+    }
+
+    pub fn id(&self) -> uuid::Uuid {
+        self.id
+    }
+
+    /// Adds one recipient (or a line that could not be read, as its problem); writes a batch
+    /// when one is full.
+    pub async fn push(&mut self, recipient: Result<RecipientInput, Problem>) -> Result<(), Problem> {
+        self.batch.push((self.next_position, recipient));
+        self.next_position += 1;
+        self.given += 1;
+        if self.batch.len() >= self.batch_size {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Validates the batch and writes it: valid recipients as held bulk messages (a recipient
+    /// the campaign already has is skipped by the unique index), the rest as rejections.
+    async fn flush(&mut self) -> Result<(), Problem> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut recipients = Vec::with_capacity(batch.len());
+        let mut record_types = Vec::with_capacity(batch.len());
+        let mut record_ids = Vec::with_capacity(batch.len());
+        let mut contents = Vec::with_capacity(batch.len());
+        let mut rejections = Rejections::default();
+        for (position, recipient) in batch {
+            let checked = match recipient {
+                Ok(r) => self.check(r),
+                Err(problem) => Err((problem, Given { to: None, record: None })),
+            };
+            match checked {
+                Ok(valid) => {
+                    ids.push(MessageId::new().0);
+                    recipients.push(valid.to);
+                    record_types.push(valid.record_type);
+                    record_ids.push(valid.record_id);
+                    contents.push(valid.content);
+                }
+                Err((problem, given)) => {
+                    *self.by_code.entry(problem.code).or_default() += 1;
+                    rejections.push(position, given, problem);
+                }
+            }
+        }
+        self.flush_valid(&ids, &recipients, &record_types, &record_ids, &contents)
+            .await?;
+        self.rejected += rejections.positions.len() as u32;
+        rejections.write(&mut self.tx, self.id, self.tenant).await?;
+        Ok(())
+    }
+
+    async fn flush_valid(
+        &mut self,
+        ids: &[uuid::Uuid],
+        recipients: &[String],
+        record_types: &[&'static str],
+        record_ids: &[String],
+        contents: &[Value],
+    ) -> Result<(), Problem> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let inserted = sqlx::query(
+            "WITH ins AS (
+                 INSERT INTO messages (id, tenant_id, direction, kind, campaign_id, sender_id, phone_number_id,
+                     recipient, record_type, record_id, user_id, content_type, content, state, not_after, trace_context)
+                 SELECT u.id, $1, 'out', 'bulk', $2, $3, $4, u.recipient, u.record_type, u.record_id, $5,
+                        'template', u.content, 'queued', $6, $7
+                 FROM unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::jsonb[])
+                      AS u(id, recipient, record_type, record_id, content)
+                 -- A recipient listed twice is messaged once.
+                 ON CONFLICT (campaign_id, recipient) WHERE campaign_id IS NOT NULL AND recipient IS NOT NULL
+                 DO NOTHING
+                 RETURNING id)
+             INSERT INTO message_events (message_id, tenant_id, state, reason, detail)
+             SELECT id, $1, 'queued', 'campaign', NULL FROM ins",
+        )
+        .bind(self.tenant)
+        .bind(self.id)
+        .bind(self.sender_id)
+        .bind(&self.phone_number_id)
+        .bind(&self.user_id)
+        .bind(self.not_after)
+        .bind(&self.traceparent)
+        .bind(ids)
+        .bind(recipients)
+        .bind(record_types)
+        .bind(record_ids)
+        .bind(contents)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected() as u32;
+        self.accepted += inserted;
+        Ok(())
+    }
+
+    /// One recipient through the rules of `POST /v1/messages`, with the campaign's template.
+    fn check(&self, r: RecipientInput) -> Result<Valid, (Problem, Given)> {
+        let given = Given {
+            to: r.to.clone(),
+            record: None,
+        };
+        let request = SendRequest {
+            to: r.to,
+            record: r.record,
+            user_id: self.user_id.clone(),
+            sender: None,
+            template: Some(TemplateInput {
+                name: Some(self.template_name.clone()),
+                language: Some(self.template_language.clone()),
+                parameters: r.parameters,
+            }),
+            merge_fields: r.merge_fields,
+            text: None,
+            not_after: None,
+            kind: Some(Kind::Bulk),
+            campaign_id: Some(self.id),
+        };
+        let record = validate::record_of(&request);
+        let given = Given { record, ..given };
+        let draft = validate::validate(request).map_err(|p| (p, given.clone()))?;
+        let validate::DraftBody::Template {
+            parameters,
+            merge_fields,
+            ..
+        } = &draft.body
+        else {
+            unreachable!("a campaign recipient is always a template send");
+        };
+        let params = accept::bind_template(
+            Some(&self.template),
+            &self.template_name,
+            &self.template_language,
+            parameters,
+            merge_fields,
+        )
+        .map_err(|p| (p, given))?;
+        let content = Content::Template {
+            name: self.template_name.clone(),
+            language: self.template_language.clone(),
+            parameters: params,
+        };
+        Ok(Valid {
+            to: draft.to.as_str().to_owned(),
+            record_type: draft.record.kind.as_str(),
+            record_id: draft.record.id,
+            content: serde_json::to_value(&content).expect("content serialises"),
+        })
+    }
+
+    /// Writes the last batch and the counts, records the idempotency key, and commits. A
+    /// concurrent request with the same key that committed first wins: its answer is returned.
+    pub async fn finish(
+        mut self,
+        st: &AppState,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Reply, Problem> {
+        self.flush().await?;
+        if self.given == 0 {
+            return Ok(problem_reply(unprocessable(
+                "missing_field",
+                "recipients",
+                "a campaign needs at least one recipient",
+            )));
+        }
+        let duplicates = self.given - self.accepted - self.rejected;
+        sqlx::query(
+            "UPDATE campaigns SET recipients_given = $3, accepted = $4, rejected = $5, duplicates = $6
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(self.tenant)
+        .bind(self.id)
+        .bind(self.given as i32)
+        .bind(self.accepted as i32)
+        .bind(self.rejected as i32)
+        .bind(duplicates as i32)
+        .execute(&mut *self.tx)
+        .await?;
+        let body = json!({
+            "id": self.id,
+            "status": status::ACTIVE,
+            "recipients": self.given,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "duplicates": duplicates,
+            "rejected_by_code": self.by_code,
+        });
+        let reply = Reply {
+            status: StatusCode::ACCEPTED,
+            body,
+            replay: false,
+        };
+        if let Some(idem) = &idempotency {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, response_status, response_body)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(self.tenant)
+            .bind(&idem.key)
+            .bind(&idem.request_hash)
+            .bind(reply.status.as_u16() as i16)
+            .bind(&reply.body)
+            .execute(&mut *self.tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                self.tx.rollback().await?;
+                return accept::stored_reply(st, self.tenant, idem)
+                    .await?
+                    .ok_or_else(Problem::internal);
+            }
+        }
+        self.tx.commit().await?;
+        metrics::counter!(CAMPAIGN_RECIPIENTS, "outcome" => "accepted")
+            .increment(u64::from(self.accepted));
+        metrics::counter!(CAMPAIGN_RECIPIENTS, "outcome" => "rejected")
+            .increment(u64::from(self.rejected));
+        metrics::counter!(CAMPAIGN_RECIPIENTS, "outcome" => "duplicate")
+            .increment(u64::from(duplicates));
+        wafleet_core::metrics::message_state(state::QUEUED, Some("campaign"));
+        tracing::info!(campaign = %self.id, accepted = self.accepted, rejected = self.rejected, duplicates, "campaign created");
+        Ok(reply)
+    }
+}
+
+/// A problem as a reply (not stored for idempotent replay: nothing was created).
+pub fn problem_reply(problem: Problem) -> Reply {
+    Reply {
+        status: problem.status,
+        body: accept::problem_body(&problem),
+        replay: false,
+    }
+}
+
+/// A recipient that passed, ready to insert.
+struct Valid {
+    to: String,
+    record_type: &'static str,
+    record_id: String,
+    content: Value,
+}
+
+/// What a refused recipient gave, for its rejection row.
+#[derive(Clone)]
+struct Given {
+    to: Option<String>,
+    record: Option<wafleet_core::domain::RecordRef>,
+}
+
+/// One batch's rejections, column by column for an `unnest` insert.
+#[derive(Default)]
+struct Rejections {
+    positions: Vec<i32>,
+    recipients: Vec<Option<String>>,
+    record_types: Vec<Option<&'static str>>,
+    record_ids: Vec<Option<String>>,
+    codes: Vec<&'static str>,
+    fields: Vec<Option<String>>,
+    details: Vec<String>,
+}
+
+impl Rejections {
+    fn push(&mut self, position: i32, given: Given, problem: Problem) {
+        self.positions.push(position);
+        // As given, cut to a sane length (it may be anything).
+        self.recipients
+            .push(given.to.map(|t| t.chars().take(64).collect()));
+        self.record_types
+            .push(given.record.as_ref().map(|r| r.kind.as_str()));
+        self.record_ids.push(given.record.map(|r| r.id));
+        self.codes.push(problem.code);
+        self.fields.push(problem.field);
+        self.details.push(problem.detail);
+    }
+
+    async fn write(
+        self,
+        tx: &mut sqlx::PgConnection,
+        campaign: uuid::Uuid,
+        tenant: TenantId,
+    ) -> Result<(), sqlx::Error> {
+        if self.positions.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO campaign_rejections (campaign_id, tenant_id, position, recipient, record_type, record_id,
+                 code, field, detail)
+             SELECT $1, $2, u.* FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+                  AS u(position, recipient, record_type, record_id, code, field, detail)",
+        )
+        .bind(campaign)
+        .bind(tenant)
+        .bind(&self.positions)
+        .bind(&self.recipients)
+        .bind(&self.record_types)
+        .bind(&self.record_ids)
+        .bind(&self.codes)
+        .bind(&self.fields)
+        .bind(&self.details)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
