@@ -164,7 +164,13 @@ mod tests {
             NaiveTime::from_hms_opt(12, 0, 0).unwrap(),
             NaiveTime::from_hms_opt(14, 0, 0).unwrap(),
         );
-        let eta = estimate_eta(80, 80, Some(&quiet), &usage(Limit::Unlimited, 0, None), at(12, 30));
+        let eta = estimate_eta(
+            80,
+            80,
+            Some(&quiet),
+            &usage(Limit::Unlimited, 0, None),
+            at(12, 30),
+        );
         assert_eq!(eta, Some(at(14, 0) + Duration::seconds(1)));
     }
 

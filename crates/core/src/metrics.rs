@@ -90,8 +90,14 @@ pub fn describe() {
             SENDER_QUALITY,
             "Sender quality: 0 unknown, 1 GREEN, 2 YELLOW, 3 RED"
         );
-        describe_counter!(CAMPAIGN_RECIPIENTS, "Campaign recipients at intake, by outcome");
-        describe_counter!(FEEDER_RELEASED, "Bulk messages released to a dispatch shard");
+        describe_counter!(
+            CAMPAIGN_RECIPIENTS,
+            "Campaign recipients at intake, by outcome"
+        );
+        describe_counter!(
+            FEEDER_RELEASED,
+            "Bulk messages released to a dispatch shard"
+        );
         describe_counter!(FEEDER_HELD, "Feeder rounds that held a sender's bulk back");
         describe_counter!(BULK_ENDED, "Held bulk messages expired or cancelled");
     });

@@ -140,7 +140,8 @@ pub async fn accept(
         }
     }
     tx.commit().await?;
-    metrics::counter!("wafleet_intake_accepted_total").increment(u64::from(reply.status.is_success()));
+    metrics::counter!("wafleet_intake_accepted_total")
+        .increment(u64::from(reply.status.is_success()));
     if publish.is_some() {
         wafleet_core::metrics::message_state(state::ACCEPTED, None);
     }
@@ -215,13 +216,17 @@ async fn resolve(
     tenant: TenantId,
     draft: Draft,
 ) -> Result<Result<Ready, Problem>, Problem> {
-    let (sender_id, phone_number_id) =
-        match find_sender(&st.pool, tenant, draft.sender.as_deref(), draft.user_id.as_deref())
-            .await?
-        {
-            Ok(found) => found,
-            Err(problem) => return Ok(Err(problem)),
-        };
+    let (sender_id, phone_number_id) = match find_sender(
+        &st.pool,
+        tenant,
+        draft.sender.as_deref(),
+        draft.user_id.as_deref(),
+    )
+    .await?
+    {
+        Ok(found) => found,
+        Err(problem) => return Ok(Err(problem)),
+    };
     let content = match &draft.body {
         DraftBody::Text(body) => Content::Text { body: body.clone() },
         DraftBody::Template {
@@ -230,7 +235,9 @@ async fn resolve(
             parameters,
             merge_fields,
         } => match bind_template(
-            load_template(&st.pool, tenant, name, language).await?.as_ref(),
+            load_template(&st.pool, tenant, name, language)
+                .await?
+                .as_ref(),
             name,
             language,
             parameters,
@@ -358,12 +365,14 @@ pub async fn load_template(
     .bind(language)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(status, parameter_format, body_param_count, bindings)| TemplateInfo {
-        status,
-        parameter_format,
-        body_param_count,
-        bindings: serde_json::from_value(bindings).unwrap_or_default(),
-    }))
+    Ok(row.map(
+        |(status, parameter_format, body_param_count, bindings)| TemplateInfo {
+            status,
+            parameter_format,
+            body_param_count,
+            bindings: serde_json::from_value(bindings).unwrap_or_default(),
+        },
+    ))
 }
 
 /// Binds merge fields through the template's bindings and checks the parameter count against

@@ -105,13 +105,9 @@ impl Application {
         let router = routes::router()
             .with_state(state.clone())
             .layer(RequestBodyLimitLayer::new(settings.ingest.max_body_bytes))
-            .merge(
-                routes::campaign_router()
-                    .with_state(state.clone())
-                    .layer(RequestBodyLimitLayer::new(
-                        settings.ingest.campaign_max_body_bytes,
-                    )),
-            )
+            .merge(routes::campaign_router().with_state(state.clone()).layer(
+                RequestBodyLimitLayer::new(settings.ingest.campaign_max_body_bytes),
+            ))
             .merge(ops_router(checks))
             .layer(TraceLayer::new_for_http());
 

@@ -6,6 +6,8 @@ mod admin_keys;
 mod admin_senders;
 mod admin_settings;
 mod bad_input;
+mod campaign_flow;
+mod campaigns;
 mod delivery;
 mod deploy_files;
 mod faults;

@@ -95,10 +95,7 @@ pub async fn status_of(
     .fetch_all(pool)
     .await?;
     let counts: BTreeMap<String, i64> = counts.into_iter().collect();
-    let pending: i64 = WAITING
-        .iter()
-        .filter_map(|s| counts.get(*s))
-        .sum::<i64>();
+    let pending: i64 = WAITING.iter().filter_map(|s| counts.get(*s)).sum::<i64>();
     let (recent,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM messages WHERE tenant_id = $1 AND campaign_id = $2 AND claimed_at > $3",
     )
@@ -224,13 +221,12 @@ pub async fn apply(
 ) -> Result<Value, Problem> {
     let mut tx = pool.begin().await?;
     // Locks the campaign: intake of its AMQP messages (FOR SHARE) waits for the change.
-    let current: Option<(String,)> = sqlx::query_as(
-        "SELECT status FROM campaigns WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-    )
-    .bind(tenant)
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let current: Option<(String,)> =
+        sqlx::query_as("SELECT status FROM campaigns WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
     let current = current.ok_or_else(not_found)?.0;
     let (next, moved) = match (action, current.as_str()) {
         (Action::Cancel, status::CANCELLED) => (status::CANCELLED, 0),
@@ -241,9 +237,7 @@ pub async fn apply(
                 "the campaign was cancelled; it cannot be paused or resumed",
             ));
         }
-        (Action::Pause, status::PAUSED) | (Action::Resume, status::ACTIVE) => {
-            (current.as_str(), 0)
-        }
+        (Action::Pause, status::PAUSED) | (Action::Resume, status::ACTIVE) => (current.as_str(), 0),
         (Action::Pause, _) => {
             let n = move_messages(
                 &mut tx,
@@ -287,13 +281,15 @@ pub async fn apply(
             (status::CANCELLED, n)
         }
     };
-    sqlx::query("UPDATE campaigns SET status = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant)
-        .bind(id)
-        .bind(next)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE campaigns SET status = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(next)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     tracing::info!(campaign = %id, status = next, moved, "campaign {next}");
     Ok(serde_json::json!({ "id": id, "status": next, "messages_changed": moved }))
@@ -311,7 +307,11 @@ async fn move_messages(
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     // Resumed messages keep no reason; paused and cancelled ones carry theirs.
-    let row_reason = if to == state::QUEUED { None } else { Some(reason) };
+    let row_reason = if to == state::QUEUED {
+        None
+    } else {
+        Some(reason)
+    };
     let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH moved AS (
              UPDATE messages m SET state = $3, reason = $4, not_before = NULL, published_at = NULL, updated_at = $6

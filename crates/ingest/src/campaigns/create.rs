@@ -183,7 +183,10 @@ impl Intake {
 
     /// Adds one recipient (or a line that could not be read, as its problem); writes a batch
     /// when one is full.
-    pub async fn push(&mut self, recipient: Result<RecipientInput, Problem>) -> Result<(), Problem> {
+    pub async fn push(
+        &mut self,
+        recipient: Result<RecipientInput, Problem>,
+    ) -> Result<(), Problem> {
         self.batch.push((self.next_position, recipient));
         self.next_position += 1;
         self.given += 1;
@@ -209,7 +212,13 @@ impl Intake {
         for (position, recipient) in batch {
             let checked = match recipient {
                 Ok(r) => self.check(r),
-                Err(problem) => Err((problem, Given { to: None, record: None })),
+                Err(problem) => Err((
+                    problem,
+                    Given {
+                        to: None,
+                        record: None,
+                    },
+                )),
             };
             match checked {
                 Ok(valid) => {

@@ -53,11 +53,13 @@ impl Chunks {
     async fn next(&mut self) -> Result<Option<axum::body::Bytes>, Problem> {
         match self.stream.next().await {
             None => Ok(None),
-            Some(Err(e)) => Err(if self.seen >= self.limit || e.to_string().contains("length limit") {
-                too_large(self.limit)
-            } else {
-                bad_request("invalid_body", format!("the body could not be read: {e}"))
-            }),
+            Some(Err(e)) => Err(
+                if self.seen >= self.limit || e.to_string().contains("length limit") {
+                    too_large(self.limit)
+                } else {
+                    bad_request("invalid_body", format!("the body could not be read: {e}"))
+                },
+            ),
             Some(Ok(chunk)) => {
                 self.seen += chunk.len();
                 if self.seen > self.limit {
@@ -89,12 +91,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     headers
         .get("idempotency-key")
         .map(|v| {
-            v.to_str()
-                .map(|k| format!("campaign:{k}"))
-                .map_err(|_| {
-                    bad_request("invalid_field", "Idempotency-Key must be ASCII")
-                        .field("Idempotency-Key")
-                })
+            v.to_str().map(|k| format!("campaign:{k}")).map_err(|_| {
+                bad_request("invalid_field", "Idempotency-Key must be ASCII")
+                    .field("Idempotency-Key")
+            })
         })
         .transpose()
 }
@@ -111,7 +111,9 @@ pub async fn create(
     let ndjson = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/x-ndjson") || ct.starts_with("application/jsonl"));
+        .is_some_and(|ct| {
+            ct.starts_with("application/x-ndjson") || ct.starts_with("application/jsonl")
+        });
     let key = idempotency_key(&headers)?;
     let chunks = Chunks::new(body, st.campaigns.max_body_bytes);
     let reply = match ndjson {
@@ -333,9 +335,14 @@ pub async fn rejections(
 ) -> Result<Json<Value>, Problem> {
     principal.require(Role::Reader)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let rows =
-        control::rejections(&st.pool, principal.tenant_id, campaign_id(&id)?, q.after, limit)
-            .await?;
+    let rows = control::rejections(
+        &st.pool,
+        principal.tenant_id,
+        campaign_id(&id)?,
+        q.after,
+        limit,
+    )
+    .await?;
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.position))
         .flatten();
