@@ -59,7 +59,8 @@ pub struct CampaignStatus {
     pub sender_rate: u32,
     /// What holds the campaign back now, if anything.
     pub held_by: Option<Hold>,
-    /// When the last pending message should be sent, given the rate, quiet time and the cap.
+    /// When the last pending message should be sent, given the rate, quiet time and the cap
+    /// (null when nothing is pending, or while paused or cancelled).
     pub eta: Option<DateTime<Utc>>,
 }
 
@@ -113,7 +114,7 @@ pub async fn status_of(
             }),
             None,
         ),
-        _ if pending == 0 => (None, Some(campaign.updated_at.max(campaign.created_at))),
+        _ if pending == 0 => (None, None),
         _ => {
             let quiet = campaign::quiet_rule(pool, tenant).await?;
             let usage = cap::usage(pool, tenant, now).await?;
@@ -197,17 +198,6 @@ pub enum Action {
     Pause,
     Resume,
     Cancel,
-}
-
-impl Action {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pause" => Some(Self::Pause),
-            "resume" => Some(Self::Resume),
-            "cancel" => Some(Self::Cancel),
-            _ => None,
-        }
-    }
 }
 
 /// Applies `action`; returns the campaign's status afterwards and how many messages moved.
