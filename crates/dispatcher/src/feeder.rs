@@ -237,11 +237,17 @@ impl Feeder {
             .zip(confirmed)
             .filter_map(|((id, _), ok)| ok.then_some(id.0))
             .collect();
-        sqlx::query("UPDATE messages SET published_at = $2 WHERE id = ANY($1)")
-            .bind(&released)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        // The release starts the message's event trail (campaign intake writes no events).
+        sqlx::query(
+            "WITH released AS (
+                 UPDATE messages SET published_at = $2 WHERE id = ANY($1) RETURNING id, tenant_id)
+             INSERT INTO message_events (message_id, tenant_id, state, reason, at)
+             SELECT id, tenant_id, 'queued', 'released', $2 FROM released",
+        )
+        .bind(&released)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         metrics::counter!(FEEDER_RELEASED).increment(released.len() as u64);
         Ok(released.len())
