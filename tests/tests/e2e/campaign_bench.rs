@@ -173,6 +173,20 @@ async fn accepting_a_100000_recipient_campaign_takes_under_5_s_with_ingest_under
 async fn singles_through_a_sender_busy_with_a_50000_recipient_campaign_are_sent_within_2_s_p99() {
     let n = env_or("WAFLEET_BENCH_CAMPAIGN", 50_000);
     let t = TestFleet::start_with(|s| s.dispatch.sender_rate = 80).await;
+    // The simulated number allows 100/s: at exactly 80 its token bucket and our limiter's
+    // burst disagree by a few messages now and then, Meta's 130429 comes back and the
+    // dispatcher slows the sender to a quarter for 10 s — a rate-limit matter, not what this
+    // benchmark measures.
+    t.sim(
+        reqwest::Method::POST,
+        "/_sim/numbers",
+        json!({
+            "phone_number_id": t.phone_number_id, "waba_id": t.waba_id,
+            "display_phone_number": wafleet_tests::SENDER_PHONE, "verified_name": "Acme Test",
+            "mps": 100,
+        }),
+    )
+    .await;
     let mut lines = vec![header("priority")];
     lines.extend(
         numbers(0, n)
@@ -217,6 +231,12 @@ async fn singles_through_a_sender_busy_with_a_50000_recipient_campaign_are_sent_
     let window = started.elapsed().as_secs_f64();
     let after = t.campaign(&id).await;
     let campaign_rate = (sent_or_later(&after) - before) as f64 / window;
+    let throttled = t
+        .all_sends()
+        .await
+        .iter()
+        .filter(|s| s.error_code == Some(130429))
+        .count();
     // Intake (the `accepted` event) to Meta's 200 (the `sent` event).
     let mut lat: Vec<f64> = sqlx::query_scalar(
         "SELECT extract(epoch FROM (s.at - a.at))::float8 FROM message_events a
@@ -230,8 +250,8 @@ async fn singles_through_a_sender_busy_with_a_50000_recipient_campaign_are_sent_
     lat.sort_by(f64::total_cmp);
     let q = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
     println!(
-        "priority: {} singles beside a {n}-recipient campaign (campaign sent {campaign_rate:.1}/s meanwhile, {} pending): \
-         intake→sent p50 {:.3} s, p90 {:.3} s, p99 {:.3} s, max {:.3} s",
+        "priority: {} singles beside a {n}-recipient campaign (campaign sent {campaign_rate:.1}/s meanwhile, {} pending, \
+         {throttled} × 130429): intake→sent p50 {:.3} s, p90 {:.3} s, p99 {:.3} s, max {:.3} s",
         lat.len(),
         after["pending"],
         q(0.50),
