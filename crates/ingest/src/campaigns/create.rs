@@ -220,13 +220,13 @@ impl Intake {
         for (position, recipient) in batch {
             let checked = match recipient {
                 Ok(r) => self.check(r),
-                Err(problem) => Err((
+                Err(problem) => Err(Box::new((
                     problem,
                     Given {
                         to: None,
                         record: None,
                     },
-                )),
+                ))),
             };
             match checked {
                 // A recipient listed twice is messaged once (counted in `duplicates`).
@@ -238,7 +238,8 @@ impl Intake {
                     record_ids.push(valid.record_id);
                     contents.push(valid.content);
                 }
-                Err((problem, given)) => {
+                Err(refused) => {
+                    let (problem, given) = *refused;
                     *self.by_code.entry(problem.code).or_default() += 1;
                     rejections.push(position, given, problem);
                 }
@@ -291,7 +292,7 @@ impl Intake {
     }
 
     /// One recipient through the rules of `POST /v1/messages`, with the campaign's template.
-    fn check(&self, r: RecipientInput) -> Result<Valid, (Problem, Given)> {
+    fn check(&self, r: RecipientInput) -> Result<Valid, Box<(Problem, Given)>> {
         let given = Given {
             to: r.to.clone(),
             record: None,
@@ -314,7 +315,7 @@ impl Intake {
         };
         let record = validate::record_of(&request);
         let given = Given { record, ..given };
-        let draft = validate::validate(request).map_err(|p| (p, given.clone()))?;
+        let draft = validate::validate(request).map_err(|p| Box::new((p, given.clone())))?;
         let validate::DraftBody::Template {
             parameters,
             merge_fields,
@@ -330,7 +331,7 @@ impl Intake {
             parameters,
             merge_fields,
         )
-        .map_err(|p| (p, given))?;
+        .map_err(|p| Box::new((p, given)))?;
         let content = Content::Template {
             name: self.template_name.clone(),
             language: self.template_language.clone(),
