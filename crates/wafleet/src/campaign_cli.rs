@@ -18,10 +18,10 @@ pub struct Api {
         default_value = "http://127.0.0.1:8080",
         global = true
     )]
-    url: String,
+    pub url: String,
     /// An API key of the tenant (sender role to create and control, reader to look).
     #[arg(long, env = "WAFLEET_API_KEY", hide_env_values = true, global = true)]
-    api_key: Option<String>,
+    pub api_key: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

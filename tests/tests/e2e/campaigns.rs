@@ -191,3 +191,55 @@ async fn producers_add_bulk_messages_to_a_campaign_over_amqp_and_a_repeat_is_not
     assert_eq!(t.sends_to(&extra).await, 1);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn an_operator_creates_a_campaign_from_a_csv_file_and_cancels_it_from_the_command_line() {
+    use wafleet::campaign_cli::{Api, CampaignCommand};
+    let t = TestFleet::start_with(|s| s.dispatch.sender_rate = 1).await;
+    let file = std::env::temp_dir().join(format!("wafleet-campaign-{}.csv", uuid::Uuid::new_v4()));
+    let to = numbers(60, 3);
+    let mut csv = "to,record_type,record_id,KNOWNAS,CONSULTANTUSERNAME\n".to_owned();
+    for (i, n) in to.iter().enumerate() {
+        csv.push_str(&format!("{n},candidate,cli-{i},Anna,Sam\n"));
+    }
+    csv.push_str("not-a-number,candidate,cli-bad,Anna,Sam\n");
+    std::fs::write(&file, csv).unwrap();
+    let api = || Api {
+        url: t.fleet.ingest_url.clone(),
+        api_key: Some(t.api_key.clone()),
+    };
+
+    CampaignCommand::Create {
+        name: "from the CLI".into(),
+        template: "job_opportunity".into(),
+        language: "en_GB".into(),
+        sender: None,
+        not_after: None,
+        idempotency_key: Some("cli-1".into()),
+        file: file.clone(),
+    }
+    .run(api())
+    .await
+    .expect("campaign create");
+    let (_, list) = t.get("/v1/campaigns").await;
+    let created = list["campaigns"][0].clone();
+    let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    CampaignCommand::Cancel { id }
+        .run(api())
+        .await
+        .expect("cancel");
+    CampaignCommand::Status { id, follow: true }
+        .run(api())
+        .await
+        .expect("status --follow ends once nothing is pending");
+    std::fs::remove_file(&file).ok();
+
+    assert_eq!(
+        (created["accepted"].as_i64(), created["rejected"].as_i64()),
+        (Some(3), Some(1))
+    );
+    let after = t.campaign(&id.to_string()).await;
+    assert_eq!(after["status"], "cancelled");
+    assert_eq!(after["pending"], 0);
+    t.stop().await;
+}

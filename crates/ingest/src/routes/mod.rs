@@ -16,10 +16,8 @@ use axum::{
 /// The campaign routes: served with their own (larger) body limit, `ingest.campaign_max_body_bytes`.
 pub fn campaign_router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/v1/campaigns",
-            post(campaigns::create).get(campaigns::list),
-        )
+        .route("/v1/campaigns", post(campaigns::create))
+        .route("/v1/campaigns", get(campaigns::list))
         .route("/v1/campaigns/{id}", get(campaigns::get))
         .route("/v1/campaigns/{id}/rejections", get(campaigns::rejections))
         .route("/v1/campaigns/{id}/pause", post(campaigns::pause))
