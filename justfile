@@ -49,7 +49,7 @@ run service: services
     cargo run --quiet --package wafleet-wafleet -- {{service}}
 
 # Benchmarks (release build; run on a quiet machine). Figures go in the issue notes.
-bench: bench-webhooks bench-rate
+bench: bench-webhooks bench-rate bench-campaigns
 
 # The webhook receiver at 1,000 signed POSTs/s for 10 s: p50/p90/p99 of the 200s (WAFLEET_BENCH_RATE to change)
 bench-webhooks: services
@@ -58,3 +58,8 @@ bench-webhooks: services
 # One sender's achieved rate over 10 s at 80/s and at 1,000/s against the simulator (within 2 %)
 bench-rate: services
     cargo nextest run --release -p wafleet-tests --run-ignored only -E 'test(/rate_bench/)' --no-capture
+
+# Campaigns: accepting 100,000 recipients (time, ingest peak memory) and singles beside a 50,000-recipient campaign (p99 intake→sent)
+bench-campaigns: services
+    cargo build --release --package wafleet-wafleet
+    cargo nextest run --release -p wafleet-tests --run-ignored only -E 'test(/campaign_bench/)' --no-capture

@@ -514,6 +514,7 @@ fn init_test_log() {
 }
 
 pub mod admin;
+pub mod campaigns;
 pub mod events;
 pub mod observe;
 pub mod ops;

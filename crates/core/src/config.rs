@@ -116,6 +116,13 @@ pub struct DispatchSettings {
     pub throttle_raise_percent: u8,
     #[serde(with = "humantime_ms")]
     pub throttle_raise_every: Duration,
+    /// How often the bulk feeder tops up each sender's window.
+    #[serde(with = "humantime_ms")]
+    pub feeder_interval: Duration,
+    /// The feeder keeps at most `sender_rate` × this of a sender's bulk in its dispatch shard, so
+    /// a single message queued behind it waits at most about this long.
+    #[serde(with = "humantime_ms")]
+    pub feeder_window: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +134,10 @@ pub struct IngestSettings {
     pub outbox_interval: Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Largest `POST /v1/campaigns` body (JSON or NDJSON).
+    pub campaign_max_body_bytes: usize,
+    /// Campaign recipients validated and inserted per statement.
+    pub campaign_batch: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,11 +192,15 @@ impl Default for Settings {
                 throttled_for: Duration::from_secs(10),
                 throttle_raise_percent: 10,
                 throttle_raise_every: Duration::from_secs(2),
+                feeder_interval: Duration::from_millis(200),
+                feeder_window: Duration::from_secs(1),
             },
             ingest: IngestSettings {
                 outbox_after: Duration::from_secs(10),
                 outbox_interval: Duration::from_secs(5),
                 max_body_bytes: 256 * 1024,
+                campaign_max_body_bytes: 256 * 1024 * 1024,
+                campaign_batch: 5000,
             },
             webhooks: WebhookSettings {
                 max_body_bytes: 4 * 1024 * 1024,
@@ -257,6 +272,9 @@ impl Settings {
             && (shards.is_empty() || shards.iter().any(|s| *s >= self.dispatch.shards))
         {
             return bad("dispatch.consume_shards lists shards below dispatch.shards");
+        }
+        if self.ingest.campaign_batch == 0 {
+            return bad("ingest.campaign_batch must be at least 1");
         }
         if self.dispatch.releaser_batch < 1 {
             return bad("dispatch.releaser_batch must be at least 1");

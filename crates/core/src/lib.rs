@@ -3,6 +3,7 @@
 //! the wire contracts between services, and the domain newtypes parsed once at the edge.
 
 pub mod amqp;
+pub mod campaign;
 pub mod clock;
 pub mod config;
 pub mod consume;

@@ -57,6 +57,16 @@ pub const BROKER_CONNECTED: &str = "wafleet_broker_connected";
 pub const DATABASE_UP: &str = "wafleet_database_up";
 /// Gauge `{tenant, sender}`: the sender's quality rating, 0 unknown, 1 GREEN, 2 YELLOW, 3 RED.
 pub const SENDER_QUALITY: &str = "wafleet_sender_quality";
+/// Counter `{outcome}` (`accepted`, `rejected`, `duplicate`): campaign recipients at intake.
+pub const CAMPAIGN_RECIPIENTS: &str = "wafleet_campaign_recipients_total";
+/// Counter: bulk messages the feeder released to their dispatch shard.
+pub const FEEDER_RELEASED: &str = "wafleet_feeder_released_total";
+/// Counter `{reason}` (`quiet_time`, `messaging_limit`, `window`): feeder rounds that held a
+/// sender's waiting bulk back, by what held it.
+pub const FEEDER_HELD: &str = "wafleet_feeder_held_total";
+/// Counter `{reason}` (`not_after_passed`, `campaign_cancelled`): held bulk messages ended
+/// without reaching a shard (expired, cancelled).
+pub const BULK_ENDED: &str = "wafleet_bulk_ended_total";
 
 /// Registers help texts and units once per process (Prometheus `# HELP` lines).
 pub fn describe() {
@@ -94,6 +104,16 @@ pub fn describe() {
             SENDER_QUALITY,
             "Sender quality: 0 unknown, 1 GREEN, 2 YELLOW, 3 RED"
         );
+        describe_counter!(
+            CAMPAIGN_RECIPIENTS,
+            "Campaign recipients at intake, by outcome"
+        );
+        describe_counter!(
+            FEEDER_RELEASED,
+            "Bulk messages released to a dispatch shard"
+        );
+        describe_counter!(FEEDER_HELD, "Feeder rounds that held a sender's bulk back");
+        describe_counter!(BULK_ENDED, "Held bulk messages expired or cancelled");
     });
 }
 
@@ -174,6 +194,10 @@ mod tests {
             BROKER_CONNECTED,
             DATABASE_UP,
             SENDER_QUALITY,
+            CAMPAIGN_RECIPIENTS,
+            FEEDER_RELEASED,
+            FEEDER_HELD,
+            BULK_ENDED,
         ] {
             assert!(name.starts_with("wafleet_"), "{name}");
             assert!(

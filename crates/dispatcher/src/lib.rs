@@ -2,13 +2,15 @@
 //! process owns each sender), claims each message, calls Meta's Graph API within the sender's
 //! rate, records the outcome, and only then acks. Failures are classified by Meta's error code:
 //! retried through TTL tier queues, held behind circuit breakers and recipient holds (released
-//! by the deferred releaser), dead-lettered, or recorded as failed.
+//! by the deferred releaser), dead-lettered, or recorded as failed. Bulk (campaign) messages
+//! wait in PostgreSQL until the feeder releases them in small windows per sender.
 
 pub mod cap;
 pub mod circuits;
 pub mod classify;
 pub mod consumer;
 pub mod dispatch;
+pub mod feeder;
 pub mod graph_client;
 pub mod policy;
 pub mod rate;
@@ -116,6 +118,15 @@ impl Application {
             self.ctx.settings.releaser_batch,
             cancel.clone(),
         ));
+        let feeder = feeder::Feeder {
+            pool: self.ctx.pool.clone(),
+            publisher: self.publisher.clone(),
+            topology: self.topology.clone(),
+            clock: self.ctx.clock.clone(),
+            sender_rate: self.ctx.settings.sender_rate,
+            window: self.ctx.settings.feeder_window,
+        };
+        tasks.spawn(feeder.run(self.ctx.settings.feeder_interval, cancel.clone()));
         let ctx = self.ctx.clone();
         let housekeeping_cancel = cancel.clone();
         tasks.spawn(async move {

@@ -10,6 +10,9 @@
 //!   `deferred`, their own reason, `not_before` = when to try again (NULL = until someone else
 //!   moves it; the releaser leaves those alone).
 //!
+//! A due BULK hold is not published: it goes back to the feeder (`queued`, unpublished), which
+//! releases it within its sender's window, so released bulk never floods a shard.
+//!
 //! Each tick takes up to `releaser_batch` due holds with `FOR UPDATE SKIP LOCKED` (several
 //! dispatcher processes never release the same row), publishes each to its shard with publisher
 //! confirms, and only then marks the confirmed ones `queued` in the same transaction. A publish
@@ -40,6 +43,7 @@ struct Due {
     tenant_id: TenantId,
     phone_number_id: String,
     reason: Option<String>,
+    kind: String,
 }
 
 /// Releases due holds every `interval` until cancelled; also refreshes the open-circuit gauge.
@@ -86,7 +90,7 @@ pub async fn release_due(
     let mut tx = pool.begin().await?;
     // Cross-tenant by design (an operator task): each row's own tenant_id goes with it below.
     let due: Vec<Due> = sqlx::query_as(
-        "SELECT id, tenant_id, phone_number_id, reason FROM messages
+        "SELECT id, tenant_id, phone_number_id, reason, kind FROM messages
          WHERE state = 'deferred' AND reason IS DISTINCT FROM 'retry' AND not_before <= $1
          ORDER BY not_before, id LIMIT $2
          FOR UPDATE SKIP LOCKED",
@@ -98,12 +102,14 @@ pub async fn release_due(
     if due.is_empty() {
         return Ok(0);
     }
-    let published = join_all(due.iter().map(|d| publish(publisher, topology, d))).await;
-    let released: Vec<&Due> = due
-        .iter()
+    let (bulk, single): (Vec<&Due>, Vec<&Due>) = due.iter().partition(|d| d.kind == "bulk");
+    let published = join_all(single.iter().map(|d| publish(publisher, topology, d))).await;
+    let released: Vec<&Due> = single
+        .into_iter()
         .zip(published)
         .filter_map(|(d, ok)| ok.then_some(d))
         .collect();
+    to_feeder(&mut tx, &bulk, now).await?;
     let ids: Vec<uuid::Uuid> = released.iter().map(|d| d.id.0).collect();
     let tenants: Vec<uuid::Uuid> = released.iter().map(|d| d.tenant_id.0).collect();
     let reasons: Vec<Option<&str>> = released.iter().map(|d| d.reason.as_deref()).collect();
@@ -129,8 +135,42 @@ pub async fn release_due(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    metrics::counter!("wafleet_deferred_released_total").increment(released.len() as u64);
-    Ok(released.len())
+    let n = released.len() + bulk.len();
+    metrics::counter!("wafleet_deferred_released_total").increment(n as u64);
+    Ok(n)
+}
+
+/// Gives due bulk holds back to the feeder: `queued` and unpublished, with a `queued` event.
+async fn to_feeder(
+    tx: &mut sqlx::PgConnection,
+    bulk: &[&Due],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sqlx::Error> {
+    if bulk.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<uuid::Uuid> = bulk.iter().map(|d| d.id.0).collect();
+    let tenants: Vec<uuid::Uuid> = bulk.iter().map(|d| d.tenant_id.0).collect();
+    let reasons: Vec<Option<&str>> = bulk.iter().map(|d| d.reason.as_deref()).collect();
+    sqlx::query(
+        "WITH moved AS (
+             UPDATE messages m SET state = 'queued', reason = NULL, not_before = NULL,
+                    published_at = NULL, updated_at = $4
+             FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS u(id, tenant_id, reason)
+             WHERE m.id = u.id AND m.tenant_id = u.tenant_id
+             RETURNING m.id, m.tenant_id, u.reason)
+         INSERT INTO message_events (message_id, tenant_id, state, reason, detail, at)
+         SELECT id, tenant_id, 'queued', 'released',
+                jsonb_build_object('held_for', reason, 'to', 'feeder'), $4
+         FROM moved",
+    )
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&reasons)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Publishes one envelope to the shard that owns its sender; `false` if not confirmed.

@@ -11,9 +11,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use wafleet_core::{
-    amqp,
-    contract::{Content, ResolvedParameters, SendRequest, TemplateParameters},
-    domain::{MessageId, RecordRef, SenderId, TenantId, state},
+    amqp, campaign,
+    contract::{Content, Kind, ResolvedParameters, SendRequest, TemplateParameters},
+    domain::{MessageId, PhoneNumber, RecordRef, SenderId, TenantId, state},
     http::Problem,
     policy::countries,
 };
@@ -61,10 +61,20 @@ impl Idempotency {
             .field("Idempotency-Key"));
         }
         let canonical = serde_json::to_vec(request).expect("json value serialises");
-        Ok(Self {
-            key,
-            request_hash: Sha256::digest(&canonical).to_vec(),
-        })
+        Self::with_hash(key, Sha256::digest(&canonical).to_vec())
+    }
+
+    /// A key with the hash of a request already computed (e.g. over a streamed body).
+    pub fn with_hash(key: String, request_hash: Vec<u8>) -> Result<Self, Problem> {
+        if key.is_empty() || key.len() > 255 {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "Idempotency-Key must be 1 to 255 characters",
+            )
+            .field("Idempotency-Key"));
+        }
+        Ok(Self { key, request_hash })
     }
 }
 
@@ -93,6 +103,11 @@ pub async fn accept(
 
     let mut tx = st.pool.begin().await?;
     let (reply, publish) = match resolved {
+        Ok(ready) if ready.draft.kind == Kind::Bulk => {
+            // Bulk waits in PostgreSQL for the feeder (SPEC §3 principle 5): never published here.
+            let body = insert_held(&mut tx, tenant, message_id, &ready).await?;
+            (reply(StatusCode::ACCEPTED, body), None)
+        }
         Ok(ready) => {
             insert_accepted(&mut tx, tenant, message_id, &ready).await?;
             let body = json!(Accepted {
@@ -138,7 +153,8 @@ pub async fn accept(
         }
     }
     tx.commit().await?;
-    metrics::counter!("wafleet_intake_accepted_total").increment(u64::from(publish.is_some()));
+    metrics::counter!("wafleet_intake_accepted_total")
+        .increment(u64::from(reply.status.is_success()));
     if publish.is_some() {
         wafleet_core::metrics::message_state(state::ACCEPTED, None);
     }
@@ -167,7 +183,8 @@ pub fn problem_body(problem: &Problem) -> Value {
     serde_json::to_value(problem).expect("problem serialises")
 }
 
-async fn stored_reply(
+/// The stored answer to an earlier request with this key; `409` if its body differed.
+pub async fn stored_reply(
     st: &AppState,
     tenant: TenantId,
     idem: &Idempotency,
@@ -212,18 +229,102 @@ async fn resolve(
     tenant: TenantId,
     draft: Draft,
 ) -> Result<Result<Ready, Problem>, Problem> {
-    let unprocessable = |code, field: &str, detail: String| {
-        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).field(field)
+    let (sender_id, phone_number_id) = match find_sender(
+        &st.pool,
+        tenant,
+        draft.sender.as_deref(),
+        draft.user_id.as_deref(),
+    )
+    .await?
+    {
+        Ok(found) => found,
+        Err(problem) => return Ok(Err(problem)),
     };
-    // The named sender; else the user's own; else the company's.
-    let sender: Option<(SenderId, String, String)> = match &draft.sender {
+    let allowed = allowed_countries(&st.pool, tenant).await?;
+    if let Some(problem) = country_refusal(&allowed, &draft.to) {
+        return Ok(Err(problem));
+    }
+    let content = match &draft.body {
+        DraftBody::Text(body) => Content::Text { body: body.clone() },
+        DraftBody::Template {
+            name,
+            language,
+            parameters,
+            merge_fields,
+        } => match bind_template(
+            load_template(&st.pool, tenant, name, language)
+                .await?
+                .as_ref(),
+            name,
+            language,
+            parameters,
+            merge_fields,
+        ) {
+            Ok(params) => Content::Template {
+                name: name.clone(),
+                language: language.clone(),
+                parameters: params,
+            },
+            Err(problem) => return Ok(Err(problem)),
+        },
+    };
+    if let Some(id) = draft.campaign_id {
+        {
+            let status: Option<(String,)> =
+                sqlx::query_as("SELECT status FROM campaigns WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant)
+                    .bind(id)
+                    .fetch_optional(&st.pool)
+                    .await?;
+            match status.as_ref().map(|(s,)| s.as_str()) {
+                None => {
+                    return Ok(Err(Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "unknown_campaign",
+                        "no campaign with that id belongs to this company",
+                    )
+                    .field("campaign_id")));
+                }
+                Some(campaign::status::CANCELLED) => {
+                    return Ok(Err(Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "campaign_cancelled",
+                        "the campaign was cancelled; it takes no more messages",
+                    )
+                    .field("campaign_id")));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(Ok(Ready {
+        draft,
+        sender_id,
+        phone_number_id,
+        content,
+    }))
+}
+
+/// The sender a request goes out from: the named one; else the user's own; else the company's.
+/// The inner `Err` is the caller's mistake (unknown or unapproved sender).
+pub async fn find_sender(
+    pool: &sqlx::PgPool,
+    tenant: TenantId,
+    named: Option<&str>,
+    user_id: Option<&str>,
+) -> Result<Result<(SenderId, String), Problem>, Problem> {
+    let unprocessable = |code, detail: String| {
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).field("sender")
+    };
+    let sender: Option<(SenderId, String, String)> = match named {
         Some(phone_number_id) => {
             sqlx::query_as(
-                "SELECT id, phone_number_id, status FROM senders WHERE tenant_id = $1 AND phone_number_id = $2",
+                "SELECT id, phone_number_id, status FROM senders WHERE tenant_id = $1 AND phone_number_id = $2
+                 ORDER BY (status = 'rejected') LIMIT 1",
             )
             .bind(tenant)
             .bind(phone_number_id)
-            .fetch_optional(&st.pool)
+            .fetch_optional(pool)
             .await?
         }
         None => {
@@ -237,16 +338,15 @@ async fn resolve(
                  LIMIT 1",
             )
             .bind(tenant)
-            .bind(&draft.user_id)
-            .fetch_optional(&st.pool)
+            .bind(user_id)
+            .fetch_optional(pool)
             .await?
         }
     };
     let Some((sender_id, phone_number_id, sender_status)) = sender else {
         return Ok(Err(unprocessable(
             "unknown_sender",
-            "sender",
-            match &draft.sender {
+            match named {
                 Some(_) => "no sender with that phone number id belongs to this company".into(),
                 None => "no sender given and the company has no default sender".into(),
             },
@@ -255,63 +355,87 @@ async fn resolve(
     if sender_status != "approved" {
         return Ok(Err(unprocessable(
             "sender_not_approved",
-            "sender",
             format!("the sender is {sender_status}, not approved for sending"),
         )));
     }
+    Ok(Ok((sender_id, phone_number_id)))
+}
 
-    let allowed: Vec<String> =
+/// The tenant's allowed countries (ISO 3166-1 alpha-2; empty = worldwide).
+pub async fn allowed_countries(
+    pool: &sqlx::PgPool,
+    tenant: TenantId,
+) -> Result<Vec<String>, sqlx::Error> {
+    Ok(
         sqlx::query_scalar("SELECT allowed_countries FROM tenant_settings WHERE tenant_id = $1")
             .bind(tenant)
-            .fetch_optional(&st.pool)
+            .fetch_optional(pool)
             .await?
-            .unwrap_or_default();
-    if !countries::allowed(&allowed, draft.to.country()) {
-        return Ok(Err(unprocessable(
+            .unwrap_or_default(),
+    )
+}
+
+/// `country_not_allowed` when the recipient's country is not in `allowed`.
+pub fn country_refusal(allowed: &[String], to: &PhoneNumber) -> Option<Problem> {
+    (!countries::allowed(allowed, to.country())).then(|| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
             "country_not_allowed",
-            "to",
             format!(
                 "the recipient's country ({}) is not in the company's allowed countries ({})",
-                draft.to.country().unwrap_or("unknown"),
+                to.country().unwrap_or("unknown"),
                 allowed.join(", ")
             ),
-        )));
-    }
+        )
+        .field("to")
+    })
+}
 
-    let content = match &draft.body {
-        DraftBody::Text(body) => Content::Text { body: body.clone() },
-        DraftBody::Template {
-            name,
-            language,
-            parameters,
-            merge_fields,
-        } => match resolve_template(st, tenant, name, language, parameters, merge_fields).await? {
-            Ok(params) => Content::Template {
-                name: name.clone(),
-                language: language.clone(),
-                parameters: params,
-            },
-            Err(problem) => return Ok(Err(problem)),
+/// A template as synced from Meta, with the tenant's merge-field bindings.
+#[derive(Debug, Clone)]
+pub struct TemplateInfo {
+    pub status: String,
+    pub parameter_format: String,
+    pub body_param_count: i32,
+    bindings: Vec<Binding>,
+}
+
+/// Reads a synced template (`None` if it was never synced).
+pub async fn load_template(
+    pool: &sqlx::PgPool,
+    tenant: TenantId,
+    name: &str,
+    language: &str,
+) -> Result<Option<TemplateInfo>, sqlx::Error> {
+    let row: Option<(String, String, i32, Value)> = sqlx::query_as(
+        "SELECT status, parameter_format, body_param_count, bindings FROM templates
+         WHERE tenant_id = $1 AND name = $2 AND language = $3",
+    )
+    .bind(tenant)
+    .bind(name)
+    .bind(language)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(
+        |(status, parameter_format, body_param_count, bindings)| TemplateInfo {
+            status,
+            parameter_format,
+            body_param_count,
+            bindings: serde_json::from_value(bindings).unwrap_or_default(),
         },
-    };
-    Ok(Ok(Ready {
-        draft,
-        sender_id,
-        phone_number_id,
-        content,
-    }))
+    ))
 }
 
 /// Checks that the template is synced and APPROVED, binds merge fields through its bindings and
 /// checks the parameter count, so nothing Meta would refuse for these reasons is ever sent.
-async fn resolve_template(
-    st: &AppState,
-    tenant: TenantId,
+/// Pure: campaigns bind every recipient with one template read.
+pub fn bind_template(
+    known: Option<&TemplateInfo>,
     name: &str,
     language: &str,
     parameters: &Option<TemplateParameters>,
     merge_fields: &Option<std::collections::BTreeMap<String, String>>,
-) -> Result<Result<ResolvedParameters, Problem>, Problem> {
+) -> Result<ResolvedParameters, Problem> {
     let mismatch = |field: &str, detail: String| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -320,17 +444,8 @@ async fn resolve_template(
         )
         .field(field)
     };
-    let known: Option<(String, String, i32, Value)> = sqlx::query_as(
-        "SELECT status, parameter_format, body_param_count, bindings FROM templates
-         WHERE tenant_id = $1 AND name = $2 AND language = $3",
-    )
-    .bind(tenant)
-    .bind(name)
-    .bind(language)
-    .fetch_optional(&st.pool)
-    .await?;
-    let Some((status, ..)) = &known else {
-        return Ok(Err(Problem::new(
+    let Some(t) = known else {
+        return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "template_not_approved",
             format!(
@@ -338,15 +453,15 @@ async fn resolve_template(
                  templates (sync them with POST /v1/templates/sync)"
             ),
         )
-        .field("template.name")));
+        .field("template.name"));
     };
-    if status != "APPROVED" {
-        return Ok(Err(Problem::new(
+    if t.status != "APPROVED" {
+        return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "template_not_approved",
-            format!("template {name} ({language}) is {status}, not APPROVED"),
+            format!("template {name} ({language}) is {}, not APPROVED", t.status),
         )
-        .field("template.name")));
+        .field("template.name"));
     }
     let resolved = match (parameters, merge_fields) {
         (Some(TemplateParameters::Positional(values)), _) => {
@@ -356,27 +471,17 @@ async fn resolve_template(
             ResolvedParameters::Named(values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         }
         (None, Some(fields)) => {
-            let Some((_, format, _, bindings)) = &known else {
-                return Ok(Err(Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "template_not_approved",
-                    format!("template {name} ({language}) is not synced, so its merge fields are unknown"),
-                )
-                .field("template.name")));
-            };
-            let bindings: Vec<Binding> =
-                serde_json::from_value(bindings.clone()).unwrap_or_default();
-            let mut values = Vec::with_capacity(bindings.len());
-            for b in &bindings {
+            let mut values = Vec::with_capacity(t.bindings.len());
+            for b in &t.bindings {
                 let Some(v) = fields.get(&b.merge_code) else {
-                    return Ok(Err(mismatch(
+                    return Err(mismatch(
                         &format!("merge_fields.{}", b.merge_code),
                         format!("template {name} needs merge field {}", b.merge_code),
-                    )));
+                    ));
                 };
                 values.push((b.param.clone(), v.clone()));
             }
-            if format == "NAMED" {
+            if t.parameter_format == "NAMED" {
                 ResolvedParameters::Named(values)
             } else {
                 ResolvedParameters::Positional(values.into_iter().map(|(_, v)| v).collect())
@@ -384,23 +489,24 @@ async fn resolve_template(
         }
         (None, None) => ResolvedParameters::Positional(Vec::new()),
     };
-    if let Some((_, _, count, _)) = &known {
-        let given = match &resolved {
-            ResolvedParameters::Positional(v) => v.len(),
-            ResolvedParameters::Named(v) => v.len(),
-        };
-        if given != *count as usize {
-            return Ok(Err(mismatch(
-                "template.parameters",
-                format!("template {name} takes {count} body parameters, {given} given"),
-            )));
-        }
+    let given = match &resolved {
+        ResolvedParameters::Positional(v) => v.len(),
+        ResolvedParameters::Named(v) => v.len(),
+    };
+    if given != t.body_param_count as usize {
+        return Err(mismatch(
+            "template.parameters",
+            format!(
+                "template {name} takes {} body parameters, {given} given",
+                t.body_param_count
+            ),
+        ));
     }
-    Ok(Ok(resolved))
+    Ok(resolved)
 }
 
 /// One merge-field binding of a template: body parameter (position or name) → merge code.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 struct Binding {
     param: String,
     merge_code: String,
@@ -435,6 +541,77 @@ async fn insert_accepted(
     .execute(&mut *tx)
     .await?;
     insert_event(tx, tenant, id, state::ACCEPTED, None, None).await
+}
+
+/// Inserts a bulk message held for the feeder and returns the reply body: `queued`, or
+/// `deferred: campaign_paused` in a paused campaign (`cancelled` if its campaign was cancelled
+/// since the request was checked). A recipient its campaign already has is not added twice: the
+/// existing message is answered instead.
+async fn insert_held(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    id: MessageId,
+    ready: &Ready,
+) -> Result<Value, sqlx::Error> {
+    let d = &ready.draft;
+    let mut campaign_status = None;
+    if let Some(campaign_id) = d.campaign_id {
+        // FOR SHARE: a pause or cancel (FOR UPDATE) in progress finishes first, so this row
+        // lands on the right side of it.
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT status FROM campaigns WHERE tenant_id = $1 AND id = $2 FOR SHARE",
+        )
+        .bind(tenant)
+        .bind(campaign_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        campaign_status = row.map(|(s,)| s);
+    }
+    let (state, reason) = match campaign_status.as_deref() {
+        Some(campaign::status::PAUSED) => (state::DEFERRED, Some(campaign::PAUSED_REASON)),
+        Some(campaign::status::CANCELLED) => (state::CANCELLED, Some("campaign_cancelled")),
+        _ => (state::QUEUED, None),
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO messages (id, tenant_id, direction, kind, campaign_id, sender_id, phone_number_id,
+             recipient, record_type, record_id, user_id, content_type, content, state, reason, not_after, trace_context)
+         VALUES ($1, $2, 'out', 'bulk', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         ON CONFLICT (campaign_id, recipient) WHERE campaign_id IS NOT NULL AND recipient IS NOT NULL
+         DO NOTHING",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(d.campaign_id)
+    .bind(ready.sender_id)
+    .bind(&ready.phone_number_id)
+    .bind(d.to.as_str())
+    .bind(d.record.kind.as_str())
+    .bind(&d.record.id)
+    .bind(&d.user_id)
+    .bind(ready.content.type_name())
+    .bind(sqlx::types::Json(&ready.content))
+    .bind(state)
+    .bind(reason)
+    .bind(d.not_after)
+    .bind(amqp::current_traceparent())
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        let (existing, existing_state): (MessageId, String) = sqlx::query_as(
+            "SELECT id, state FROM messages WHERE tenant_id = $1 AND campaign_id = $2 AND recipient = $3",
+        )
+        .bind(tenant)
+        .bind(d.campaign_id)
+        .bind(d.to.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        metrics::counter!(wafleet_core::metrics::CAMPAIGN_RECIPIENTS, "outcome" => "duplicate")
+            .increment(1);
+        return Ok(json!({ "id": existing, "status": existing_state, "duplicate": true }));
+    }
+    wafleet_core::metrics::message_state(state, reason);
+    insert_event(tx, tenant, id, state, reason, None).await?;
+    Ok(json!({ "id": id, "status": state }))
 }
 
 async fn insert_rejected(

@@ -5,6 +5,7 @@
 pub mod accept;
 pub mod api_keys;
 pub mod auth;
+pub mod campaigns;
 pub mod graph_admin;
 pub mod intake;
 pub mod outbox;
@@ -66,6 +67,11 @@ impl Application {
             dispatch: publish::DispatchPublisher::new(dispatch_publisher, topology, marks_tx),
             clock,
             graph: graph_admin::GraphAdmin::from_settings(&settings),
+            campaigns: state::CampaignSettings {
+                batch: settings.ingest.campaign_batch,
+                max_body_bytes: settings.ingest.campaign_max_body_bytes,
+                sender_rate: settings.dispatch.sender_rate,
+            },
         };
         Ok(Self {
             listener,
@@ -99,6 +105,9 @@ impl Application {
         let router = routes::router()
             .with_state(state.clone())
             .layer(RequestBodyLimitLayer::new(settings.ingest.max_body_bytes))
+            .merge(routes::campaign_router().with_state(state.clone()).layer(
+                RequestBodyLimitLayer::new(settings.ingest.campaign_max_body_bytes),
+            ))
             .merge(ops_router(checks))
             .layer(TraceLayer::new_for_http());
 

@@ -13,4 +13,16 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Graph access and the secret box for the administration API.
     pub graph: crate::graph_admin::GraphAdmin,
+    pub campaigns: CampaignSettings,
+}
+
+/// What the campaign API needs from the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CampaignSettings {
+    /// Recipients validated and inserted per statement.
+    pub batch: usize,
+    /// Largest campaign body.
+    pub max_body_bytes: usize,
+    /// The per-sender rate the feeder and dispatcher keep (for ETAs).
+    pub sender_rate: u32,
 }

@@ -158,6 +158,14 @@ pub fn validate(req: SendRequest) -> Result<Draft, Problem> {
             "`sender` is a sender's phone number id (digits)",
         ));
     }
+    let kind = req.kind.unwrap_or(Kind::Single);
+    if req.campaign_id.is_some() && kind != Kind::Bulk {
+        return Err(unprocessable(
+            "invalid_field",
+            "campaign_id",
+            "`campaign_id` is for bulk messages: send `kind: bulk` with it",
+        ));
+    }
     Ok(Draft {
         to,
         record,
@@ -165,7 +173,7 @@ pub fn validate(req: SendRequest) -> Result<Draft, Problem> {
         sender: req.sender,
         body,
         not_after: req.not_after,
-        kind: req.kind.unwrap_or(Kind::Single),
+        kind,
         campaign_id: req.campaign_id,
     })
 }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use wafleet::{admin, demo, fleet, operator};
+use wafleet::{admin, campaign_cli, demo, fleet, operator};
 use wafleet_core::{Settings, config::Secret, domain::TenantId, shutdown, telemetry, tenant};
 
 #[derive(Parser)]
@@ -57,6 +57,13 @@ enum Command {
     Sender {
         #[command(subcommand)]
         command: operator::SenderCommand,
+    },
+    /// Bulk campaigns through the ingest API: create, status (--follow), list, pause, resume, cancel.
+    Campaign {
+        #[command(flatten)]
+        api: campaign_cli::Api,
+        #[command(subcommand)]
+        command: campaign_cli::CampaignCommand,
     },
     /// Dead letters: messages the dispatcher gave up on.
     Dead {
@@ -274,6 +281,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Apikey { command } => command.run(&settings).await,
         Command::Sender { command } => command.run(&settings).await,
+        Command::Campaign { api, command } => command.run(api).await,
         Command::Dead { command } => {
             let pool = wafleet_core::db::connect(&settings.database_url, 2, "wafleet-admin").await?;
             match command {

@@ -1,6 +1,7 @@
 //! The HTTP API (SPEC §5). Every route authenticates a `Principal` and scopes by its tenant.
 
 pub mod admin;
+pub mod campaigns;
 pub mod circuits;
 pub mod dead_letters;
 pub mod limits;
@@ -12,6 +13,18 @@ use axum::{
     Router,
     routing::{get, post},
 };
+
+/// The campaign routes: served with their own (larger) body limit, `ingest.campaign_max_body_bytes`.
+pub fn campaign_router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/campaigns", post(campaigns::create))
+        .route("/v1/campaigns", get(campaigns::list))
+        .route("/v1/campaigns/{id}", get(campaigns::get))
+        .route("/v1/campaigns/{id}/rejections", get(campaigns::rejections))
+        .route("/v1/campaigns/{id}/pause", post(campaigns::pause))
+        .route("/v1/campaigns/{id}/resume", post(campaigns::resume))
+        .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()

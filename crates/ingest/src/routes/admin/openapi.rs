@@ -5,7 +5,10 @@
 //! Request and response bodies are JSON Schemas derived (schemars) from the very types the
 //! handlers read and write; a test fails for a route that does not name them.
 
-use crate::routes::{circuits, dead_letters, limits, messages, records};
+use crate::{
+    campaigns as campaign_bodies,
+    routes::{campaigns, circuits, dead_letters, limits, messages, records},
+};
 use axum::Json;
 use schemars::{JsonSchema, Schema, SchemaGenerator, generate::SchemaSettings, json_schema};
 use serde::Serialize;
@@ -92,6 +95,59 @@ pub const fn route(
 
 /// Routes served outside the administration table (`routes/mod.rs`).
 pub const OTHER_ROUTES: &[Operation] = &[
+    route(
+        "post",
+        "/v1/campaigns",
+        "sender",
+        "Create a bulk campaign (JSON, or NDJSON: header line then one recipient per line)",
+    )
+    .accepts::<campaign_bodies::CampaignBody>()
+    .returns::<campaign_bodies::create::Created>(202),
+    route(
+        "get",
+        "/v1/campaigns",
+        "reader",
+        "The company's campaigns, newest first",
+    )
+    .returns::<campaigns::CampaignList>(200),
+    route(
+        "get",
+        "/v1/campaigns/{id}",
+        "reader",
+        "A campaign's counts per state, current rate, hold and ETA",
+    )
+    .returns::<campaign_bodies::control::CampaignStatus>(200),
+    route(
+        "get",
+        "/v1/campaigns/{id}/rejections",
+        "reader",
+        "A campaign's refused recipients with their reasons",
+    )
+    .returns::<campaigns::RejectionList>(200),
+    route(
+        "post",
+        "/v1/campaigns/{id}/pause",
+        "sender",
+        "Pause a campaign (its waiting messages are held)",
+    )
+    .no_body()
+    .returns::<campaign_bodies::control::Changed>(200),
+    route(
+        "post",
+        "/v1/campaigns/{id}/resume",
+        "sender",
+        "Resume a paused campaign",
+    )
+    .no_body()
+    .returns::<campaign_bodies::control::Changed>(200),
+    route(
+        "post",
+        "/v1/campaigns/{id}/cancel",
+        "sender",
+        "Cancel a campaign: everything not yet dispatched ends cancelled",
+    )
+    .no_body()
+    .returns::<campaign_bodies::control::Changed>(200),
     route(
         "get",
         "/v1/circuits",

@@ -1,0 +1,80 @@
+//! Bulk campaigns: one template to many recipients. `create` validates every recipient with the
+//! same rules as `POST /v1/messages` and inserts the valid ones in batches as bulk messages held
+//! in PostgreSQL (`queued`, unpublished) for the dispatcher's feeder; invalid ones are recorded
+//! as the campaign's rejections. `control` reads progress and pauses, resumes or cancels.
+
+pub mod control;
+pub mod create;
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use wafleet_core::contract::{RecordInput, TemplateParameters};
+
+/// The template a campaign sends.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignTemplate {
+    pub name: Option<String>,
+    pub language: Option<String>,
+}
+
+/// Everything about a campaign but its recipients: the JSON body without `recipients`, or the
+/// first line of an NDJSON body.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignHeader {
+    pub name: Option<String>,
+    pub template: Option<CampaignTemplate>,
+    /// A sender's phone number id; default: the user's sender, else the company's.
+    #[serde(default)]
+    pub sender: Option<String>,
+    /// The upstream user the campaign is sent for (history and their own sender).
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Recipients not sent by then end `expired`.
+    #[serde(default)]
+    pub not_after: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The JSON body: the header's fields plus the recipients.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignBody {
+    pub name: Option<String>,
+    pub template: Option<CampaignTemplate>,
+    #[serde(default)]
+    pub sender: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub not_after: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub recipients: Vec<RecipientInput>,
+}
+
+impl CampaignBody {
+    pub fn split(self) -> (CampaignHeader, Vec<RecipientInput>) {
+        (
+            CampaignHeader {
+                name: self.name,
+                template: self.template,
+                sender: self.sender,
+                user_id: self.user_id,
+                not_after: self.not_after,
+            },
+            self.recipients,
+        )
+    }
+}
+
+/// One recipient: who, which record it concerns, and its merge fields (or explicit parameters).
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientInput {
+    pub to: Option<String>,
+    pub record: Option<RecordInput>,
+    #[serde(default)]
+    pub merge_fields: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub parameters: Option<TemplateParameters>,
+}
