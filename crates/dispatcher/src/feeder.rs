@@ -39,7 +39,7 @@ pub struct Feeder {
     pub publisher: Publisher,
     pub topology: Arc<Topology>,
     pub clock: SharedClock,
-    /// Messages per second per sender.
+    /// Messages per second of a sender without its own `senders.rate_mps`.
     pub sender_rate: u32,
     /// How much of the rate may be in a shard at once.
     pub window: Duration,
@@ -56,9 +56,11 @@ pub struct Round {
 const EXPIRE_BATCH: i64 = 5000;
 
 impl Feeder {
-    /// The most of one sender's bulk in its shard at once.
-    pub fn capacity(&self) -> i64 {
-        ((f64::from(self.sender_rate) * self.window.as_secs_f64()).ceil() as i64).max(1)
+    /// The most of one sender's bulk in its shard at once, for a sender at `rate_mps` (its own
+    /// setting; `None` = the default rate).
+    pub fn capacity(&self, rate_mps: Option<i32>) -> i64 {
+        let rate = rate_mps.map_or(self.sender_rate, |r| r.clamp(1, 1000) as u32);
+        ((f64::from(rate) * self.window.as_secs_f64()).ceil() as i64).max(1)
     }
 
     /// Feeds every `interval` until cancelled.
@@ -194,15 +196,16 @@ impl Feeder {
         if !locked {
             return Ok(0);
         }
-        let (in_flight,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM messages
+        let (in_flight, rate_mps): (i64, Option<i32>) = sqlx::query_as(
+            "SELECT count(*), (SELECT rate_mps FROM senders WHERE phone_number_id = $1)
+             FROM messages
              WHERE kind = 'bulk' AND state IN ('queued', 'dispatching') AND published_at IS NOT NULL
                AND phone_number_id = $1",
         )
         .bind(phone_number_id)
         .fetch_one(&mut *tx)
         .await?;
-        let room = (self.capacity() - in_flight).min(allowance);
+        let room = (self.capacity(rate_mps) - in_flight).min(allowance);
         if room <= 0 {
             metrics::counter!(FEEDER_HELD, "reason" => "window").increment(1);
             return Ok(0);

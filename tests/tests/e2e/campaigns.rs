@@ -243,3 +243,42 @@ async fn an_operator_creates_a_campaign_from_a_csv_file_and_cancels_it_from_the_
     assert_eq!(after["pending"], 0);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_campaign_goes_at_its_senders_own_rate_and_refuses_a_disallowed_country() {
+    let t = TestFleet::start().await;
+    let (_, senders) = t.get("/v1/senders").await;
+    let sender = senders["senders"][0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = t
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/v1/senders/{sender}"),
+            Some(json!({"rate_mps": 250})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = t
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/settings",
+            Some(json!({"allowed_countries": ["GB"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut to = numbers(60, 2);
+    to.push("+4915112345678".into());
+
+    let (status, created) = t
+        .create_campaign(&campaign_body("own-rate", &to), None)
+        .await;
+
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    assert_eq!(created["rejected_by_code"]["country_not_allowed"], 1);
+    let id = created["id"].as_str().unwrap();
+    let campaign = t
+        .wait_for_campaign(id, "the British recipients sent", |c| sent_or_later(c) == 2)
+        .await;
+    assert_eq!(campaign["sender_rate"], 250);
+    assert_eq!(t.sends_to("+4915112345678").await, 0);
+    t.stop().await;
+}

@@ -78,15 +78,25 @@ async fn row(pool: &PgPool, tenant: TenantId, id: uuid::Uuid) -> Result<Campaign
     .ok_or_else(not_found)
 }
 
-/// Progress, rate and ETA of one campaign.
+/// Progress, rate and ETA of one campaign. `default_rate` is the rate of a sender without its
+/// own `rate_mps`.
 pub async fn status_of(
     pool: &PgPool,
     tenant: TenantId,
     id: uuid::Uuid,
-    sender_rate: u32,
+    default_rate: u32,
     now: DateTime<Utc>,
 ) -> Result<CampaignStatus, Problem> {
     let mut campaign = row(pool, tenant, id).await?;
+    let own_rate: Option<i32> = sqlx::query_scalar(
+        "SELECT rate_mps FROM senders WHERE tenant_id = $1 AND phone_number_id = $2",
+    )
+    .bind(tenant)
+    .bind(&campaign.phone_number_id)
+    .fetch_optional(pool)
+    .await?
+    .flatten();
+    let sender_rate = own_rate.map_or(default_rate, |r| r.clamp(1, 1000) as u32);
     let counts: Vec<(String, i64)> = sqlx::query_as(
         "SELECT state, count(*) FROM messages WHERE tenant_id = $1 AND campaign_id = $2 GROUP BY state",
     )
