@@ -132,25 +132,14 @@ pub async fn accept(
             (reply(problem.status, body), None)
         }
     };
-    if let Some(idem) = &idempotency {
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (tenant_id, key, request_hash, response_status, response_body)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .bind(tenant)
-        .bind(&idem.key)
-        .bind(&idem.request_hash)
-        .bind(reply.status.as_u16() as i16)
-        .bind(&reply.body)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            // A concurrent request with the same key won the race: answer as it did.
-            tx.rollback().await?;
-            return stored_reply(st, tenant, idem)
-                .await?
-                .ok_or_else(Problem::internal);
-        }
+    if let Some(idem) = &idempotency
+        && !remember_reply(&mut tx, tenant, idem, &reply).await?
+    {
+        // A concurrent request with the same key won the race: answer as it did.
+        tx.rollback().await?;
+        return stored_reply(st, tenant, idem)
+            .await?
+            .ok_or_else(Problem::internal);
     }
     tx.commit().await?;
     metrics::counter!("wafleet_intake_accepted_total")
@@ -169,6 +158,48 @@ pub async fn accept(
         tracing::warn!(error = %err, "publish to dispatch failed; left for the outbox sweep");
     }
     Ok(reply)
+}
+
+/// Stores the reply under its idempotency key in the caller's transaction; `false` when the key
+/// is already taken (a concurrent request won: answer with its stored reply instead).
+pub async fn remember_reply(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    idem: &Idempotency,
+    reply: &Reply,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, response_status, response_body)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(&idem.key)
+    .bind(&idem.request_hash)
+    .bind(reply.status.as_u16() as i16)
+    .bind(&reply.body)
+    .execute(&mut *tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+impl axum::response::IntoResponse for Reply {
+    /// The JSON body with its status; `application/problem+json` for a refusal, and
+    /// `Idempotent-Replay: true` on a stored answer.
+    fn into_response(self) -> axum::response::Response {
+        use axum::http::header::{CONTENT_TYPE, HeaderValue};
+        let mut res = (self.status, axum::Json(self.body)).into_response();
+        if !self.status.is_success() {
+            res.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+        }
+        if self.replay {
+            res.headers_mut()
+                .insert("idempotent-replay", HeaderValue::from_static("true"));
+        }
+        res
+    }
 }
 
 fn reply(status: StatusCode, body: Value) -> Reply {

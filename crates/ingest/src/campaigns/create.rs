@@ -413,24 +413,13 @@ impl Intake {
             body,
             replay: false,
         };
-        if let Some(idem) = &idempotency {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, response_status, response_body)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            )
-            .bind(self.tenant)
-            .bind(&idem.key)
-            .bind(&idem.request_hash)
-            .bind(reply.status.as_u16() as i16)
-            .bind(&reply.body)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                tx.rollback().await?;
-                return accept::stored_reply(st, self.tenant, idem)
-                    .await?
-                    .ok_or_else(Problem::internal);
-            }
+        if let Some(idem) = &idempotency
+            && !accept::remember_reply(&mut tx, self.tenant, idem, &reply).await?
+        {
+            tx.rollback().await?;
+            return accept::stored_reply(st, self.tenant, idem)
+                .await?
+                .ok_or_else(Problem::internal);
         }
         tx.commit().await?;
         metrics::counter!(CAMPAIGN_RECIPIENTS, "outcome" => "accepted")

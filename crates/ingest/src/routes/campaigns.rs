@@ -119,24 +119,7 @@ pub async fn create(
         true => create_ndjson(&st, principal.tenant_id, key, chunks).await?,
         false => create_json(&st, principal.tenant_id, key, chunks).await?,
     };
-    Ok(respond(reply))
-}
-
-fn respond(reply: Reply) -> Response {
-    let mut res = (reply.status, Json(reply.body)).into_response();
-    if !reply.status.is_success() {
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("application/problem+json"),
-        );
-    }
-    if reply.replay {
-        res.headers_mut().insert(
-            "idempotent-replay",
-            header::HeaderValue::from_static("true"),
-        );
-    }
-    res
+    Ok(reply.into_response())
 }
 
 /// A replay's stored answer, if the key was used before (409 if with another body).

@@ -9,7 +9,7 @@ use axum::{
     Json,
     body::Bytes,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use schemars::JsonSchema;
@@ -58,20 +58,7 @@ pub async fn send(
         })
         .transpose()?;
     let reply = accept(&st, principal.tenant_id, request, idempotency).await?;
-    let mut res = (reply.status, Json(reply.body)).into_response();
-    if !reply.status.is_success() {
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("application/problem+json"),
-        );
-    }
-    if reply.replay {
-        res.headers_mut().insert(
-            "idempotent-replay",
-            header::HeaderValue::from_static("true"),
-        );
-    }
-    Ok(res)
+    Ok(reply.into_response())
 }
 
 /// A message as the API shows it.
