@@ -4,7 +4,6 @@
 use crate::TestFleet;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use wafleet_meta_sim::RecordedSend;
 
 /// `n` distinct valid UK mobile numbers, from `first` on.
 pub fn numbers(first: u32, n: u32) -> Vec<String> {
@@ -94,18 +93,6 @@ impl TestFleet {
     ) -> Value {
         self.wait_for_get(&format!("/v1/campaigns/{id}"), what, done)
             .await
-    }
-
-    /// Everything the simulator received.
-    pub async fn all_sends(&self) -> Vec<RecordedSend> {
-        self.http
-            .get(format!("{}/_sim/sends", self.sim))
-            .send()
-            .await
-            .expect("sim answers")
-            .json()
-            .await
-            .expect("sends json")
     }
 
     /// Sends the simulator received for `to`.

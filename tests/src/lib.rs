@@ -262,8 +262,17 @@ impl TestFleet {
 
     /// What the simulator received carrying our message id.
     pub async fn sends_for(&self, message_id: &str) -> Vec<RecordedSend> {
+        self.sim_sends(&format!("?callback={message_id}")).await
+    }
+
+    /// Everything the simulator received.
+    pub async fn all_sends(&self) -> Vec<RecordedSend> {
+        self.sim_sends("").await
+    }
+
+    async fn sim_sends(&self, query: &str) -> Vec<RecordedSend> {
         self.http
-            .get(format!("{}/_sim/sends?callback={message_id}", self.sim))
+            .get(format!("{}/_sim/sends{query}", self.sim))
             .send()
             .await
             .expect("sim answers")

@@ -3,6 +3,7 @@
 //! rejection), then the confirmed publish to the dispatch shard.
 
 use crate::{
+    resolve::{allowed_countries, bind_template, country_refusal, find_sender, load_template},
     state::AppState,
     validate::{self, Draft, DraftBody},
 };
@@ -12,10 +13,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use wafleet_core::{
     amqp, campaign,
-    contract::{Content, Kind, ResolvedParameters, SendRequest, TemplateParameters},
-    domain::{MessageId, PhoneNumber, RecordRef, SenderId, TenantId, state},
+    contract::{Content, Kind, SendRequest},
+    domain::{MessageId, RecordRef, SenderId, TenantId, state},
     http::Problem,
-    policy::countries,
 };
 
 /// The body of a `202`: the message row exists.
@@ -336,224 +336,33 @@ async fn resolve(
     }))
 }
 
-/// The sender a request goes out from: the named one; else the user's own; else the company's.
-/// The inner `Err` is the caller's mistake (unknown or unapproved sender).
-pub async fn find_sender(
-    pool: &sqlx::PgPool,
-    tenant: TenantId,
-    named: Option<&str>,
-    user_id: Option<&str>,
-) -> Result<Result<(SenderId, String), Problem>, Problem> {
-    let unprocessable = |code, detail: String| {
-        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).field("sender")
-    };
-    let sender: Option<(SenderId, String, String)> = match named {
-        Some(phone_number_id) => {
-            sqlx::query_as(
-                "SELECT id, phone_number_id, status FROM senders WHERE tenant_id = $1 AND phone_number_id = $2
-                 ORDER BY (status = 'rejected') LIMIT 1",
-            )
-            .bind(tenant)
-            .bind(phone_number_id)
-            .fetch_optional(pool)
-            .await?
-        }
-        None => {
-            sqlx::query_as(
-                "SELECT id, phone_number_id, status FROM senders
-                 WHERE tenant_id = $1 AND status <> 'rejected'
-                   AND (owner_user_id = $2 OR is_company_default)
-                 -- An approved sender first (the user's own, else the company's); a pending
-                 -- one only when there is nothing approved, to say why it can't be used.
-                 ORDER BY status = 'approved' DESC, (owner_user_id IS NOT DISTINCT FROM $2) DESC
-                 LIMIT 1",
-            )
-            .bind(tenant)
-            .bind(user_id)
-            .fetch_optional(pool)
-            .await?
-        }
-    };
-    let Some((sender_id, phone_number_id, sender_status)) = sender else {
-        return Ok(Err(unprocessable(
-            "unknown_sender",
-            match named {
-                Some(_) => "no sender with that phone number id belongs to this company".into(),
-                None => "no sender given and the company has no default sender".into(),
-            },
-        )));
-    };
-    if sender_status != "approved" {
-        return Ok(Err(unprocessable(
-            "sender_not_approved",
-            format!("the sender is {sender_status}, not approved for sending"),
-        )));
-    }
-    Ok(Ok((sender_id, phone_number_id)))
-}
-
-/// The tenant's allowed countries (ISO 3166-1 alpha-2; empty = worldwide).
-pub async fn allowed_countries(
-    pool: &sqlx::PgPool,
-    tenant: TenantId,
-) -> Result<Vec<String>, sqlx::Error> {
-    Ok(
-        sqlx::query_scalar("SELECT allowed_countries FROM tenant_settings WHERE tenant_id = $1")
-            .bind(tenant)
-            .fetch_optional(pool)
-            .await?
-            .unwrap_or_default(),
-    )
-}
-
-/// `country_not_allowed` when the recipient's country is not in `allowed`.
-pub fn country_refusal(allowed: &[String], to: &PhoneNumber) -> Option<Problem> {
-    (!countries::allowed(allowed, to.country())).then(|| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "country_not_allowed",
-            format!(
-                "the recipient's country ({}) is not in the company's allowed countries ({})",
-                to.country().unwrap_or("unknown"),
-                allowed.join(", ")
-            ),
-        )
-        .field("to")
-    })
-}
-
-/// A template as synced from Meta, with the tenant's merge-field bindings.
-#[derive(Debug, Clone)]
-pub struct TemplateInfo {
-    pub status: String,
-    pub parameter_format: String,
-    pub body_param_count: i32,
-    bindings: Vec<Binding>,
-}
-
-/// Reads a synced template (`None` if it was never synced).
-pub async fn load_template(
-    pool: &sqlx::PgPool,
-    tenant: TenantId,
-    name: &str,
-    language: &str,
-) -> Result<Option<TemplateInfo>, sqlx::Error> {
-    let row: Option<(String, String, i32, Value)> = sqlx::query_as(
-        "SELECT status, parameter_format, body_param_count, bindings FROM templates
-         WHERE tenant_id = $1 AND name = $2 AND language = $3",
-    )
-    .bind(tenant)
-    .bind(name)
-    .bind(language)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(
-        |(status, parameter_format, body_param_count, bindings)| TemplateInfo {
-            status,
-            parameter_format,
-            body_param_count,
-            bindings: serde_json::from_value(bindings).unwrap_or_default(),
-        },
-    ))
-}
-
-/// Checks that the template is synced and APPROVED, binds merge fields through its bindings and
-/// checks the parameter count, so nothing Meta would refuse for these reasons is ever sent.
-/// Pure: campaigns bind every recipient with one template read.
-pub fn bind_template(
-    known: Option<&TemplateInfo>,
-    name: &str,
-    language: &str,
-    parameters: &Option<TemplateParameters>,
-    merge_fields: &Option<std::collections::BTreeMap<String, String>>,
-) -> Result<ResolvedParameters, Problem> {
-    let mismatch = |field: &str, detail: String| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "template_parameters_mismatch",
-            detail,
-        )
-        .field(field)
-    };
-    let Some(t) = known else {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "template_not_approved",
-            format!(
-                "template {name} ({language}) is unknown: it is not among the company's synced \
-                 templates (sync them with POST /v1/templates/sync)"
-            ),
-        )
-        .field("template.name"));
-    };
-    if t.status != "APPROVED" {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "template_not_approved",
-            format!("template {name} ({language}) is {}, not APPROVED", t.status),
-        )
-        .field("template.name"));
-    }
-    let resolved = match (parameters, merge_fields) {
-        (Some(TemplateParameters::Positional(values)), _) => {
-            ResolvedParameters::Positional(values.clone())
-        }
-        (Some(TemplateParameters::Named(values)), _) => {
-            ResolvedParameters::Named(values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        }
-        (None, Some(fields)) => {
-            let mut values = Vec::with_capacity(t.bindings.len());
-            for b in &t.bindings {
-                let Some(v) = fields.get(&b.merge_code) else {
-                    return Err(mismatch(
-                        &format!("merge_fields.{}", b.merge_code),
-                        format!("template {name} needs merge field {}", b.merge_code),
-                    ));
-                };
-                values.push((b.param.clone(), v.clone()));
-            }
-            if t.parameter_format == "NAMED" {
-                ResolvedParameters::Named(values)
-            } else {
-                ResolvedParameters::Positional(values.into_iter().map(|(_, v)| v).collect())
-            }
-        }
-        (None, None) => ResolvedParameters::Positional(Vec::new()),
-    };
-    let given = match &resolved {
-        ResolvedParameters::Positional(v) => v.len(),
-        ResolvedParameters::Named(v) => v.len(),
-    };
-    if given != t.body_param_count as usize {
-        return Err(mismatch(
-            "template.parameters",
-            format!(
-                "template {name} takes {} body parameters, {given} given",
-                t.body_param_count
-            ),
-        ));
-    }
-    Ok(resolved)
-}
-
-/// One merge-field binding of a template: body parameter (position or name) → merge code.
-#[derive(Debug, Clone, serde::Deserialize)]
-struct Binding {
-    param: String,
-    merge_code: String,
-}
-
 async fn insert_accepted(
     tx: &mut sqlx::PgConnection,
     tenant: TenantId,
     id: MessageId,
     ready: &Ready,
 ) -> Result<(), sqlx::Error> {
+    insert_message(tx, tenant, id, ready, state::ACCEPTED, None).await?;
+    insert_event(tx, tenant, id, state::ACCEPTED, None, None).await
+}
+
+/// Writes the message row in `state`; `false` when its campaign already has this recipient
+/// (the row is not written).
+async fn insert_message(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    id: MessageId,
+    ready: &Ready,
+    state: &str,
+    reason: Option<&str>,
+) -> Result<bool, sqlx::Error> {
     let d = &ready.draft;
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO messages (id, tenant_id, direction, kind, campaign_id, sender_id, phone_number_id,
-             recipient, record_type, record_id, user_id, content_type, content, state, not_after, trace_context)
-         VALUES ($1, $2, 'out', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'accepted', $13, $14)",
+             recipient, record_type, record_id, user_id, content_type, content, state, reason, not_after, trace_context)
+         VALUES ($1, $2, 'out', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         ON CONFLICT (campaign_id, recipient) WHERE campaign_id IS NOT NULL AND recipient IS NOT NULL
+         DO NOTHING",
     )
     .bind(id)
     .bind(tenant)
@@ -567,11 +376,13 @@ async fn insert_accepted(
     .bind(&d.user_id)
     .bind(ready.content.type_name())
     .bind(sqlx::types::Json(&ready.content))
+    .bind(state)
+    .bind(reason)
     .bind(d.not_after)
     .bind(amqp::current_traceparent())
     .execute(&mut *tx)
     .await?;
-    insert_event(tx, tenant, id, state::ACCEPTED, None, None).await
+    Ok(inserted.rows_affected() == 1)
 }
 
 /// Inserts a bulk message held for the feeder and returns the reply body: `queued`, or
@@ -603,31 +414,7 @@ async fn insert_held(
         Some(campaign::status::CANCELLED) => (state::CANCELLED, Some("campaign_cancelled")),
         _ => (state::QUEUED, None),
     };
-    let inserted = sqlx::query(
-        "INSERT INTO messages (id, tenant_id, direction, kind, campaign_id, sender_id, phone_number_id,
-             recipient, record_type, record_id, user_id, content_type, content, state, reason, not_after, trace_context)
-         VALUES ($1, $2, 'out', 'bulk', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-         ON CONFLICT (campaign_id, recipient) WHERE campaign_id IS NOT NULL AND recipient IS NOT NULL
-         DO NOTHING",
-    )
-    .bind(id)
-    .bind(tenant)
-    .bind(d.campaign_id)
-    .bind(ready.sender_id)
-    .bind(&ready.phone_number_id)
-    .bind(d.to.as_str())
-    .bind(d.record.kind.as_str())
-    .bind(&d.record.id)
-    .bind(&d.user_id)
-    .bind(ready.content.type_name())
-    .bind(sqlx::types::Json(&ready.content))
-    .bind(state)
-    .bind(reason)
-    .bind(d.not_after)
-    .bind(amqp::current_traceparent())
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
+    if !insert_message(tx, tenant, id, ready, state, reason).await? {
         let (existing, existing_state): (MessageId, String) = sqlx::query_as(
             "SELECT id, state FROM messages WHERE tenant_id = $1 AND campaign_id = $2 AND recipient = $3",
         )

@@ -10,6 +10,7 @@ pub mod graph_admin;
 pub mod intake;
 pub mod outbox;
 pub mod publish;
+pub mod resolve;
 pub mod routes;
 pub mod senders;
 pub mod settings_rules;

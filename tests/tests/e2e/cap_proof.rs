@@ -68,16 +68,11 @@ async fn wait_for_split(t: &TestFleet, sent: i64) -> HashMap<(String, String), i
 
 /// Successful sends the simulated Meta answered, by recipient.
 async fn meta_sends(t: &TestFleet) -> Vec<RecordedSend> {
-    let sends: Vec<RecordedSend> = t
-        .http
-        .get(format!("{}/_sim/sends", t.sim))
-        .send()
+    t.all_sends()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    sends.into_iter().filter(|s| s.wamid.is_some()).collect()
+        .into_iter()
+        .filter(|s| s.wamid.is_some())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,6 @@ use wafleet_core::{
     contract::DispatchEnvelope,
     domain::MessageId,
 };
-use wafleet_meta_sim::RecordedSend;
 use wafleet_tests::TestFleet;
 
 const WINDOW_SECS: i64 = 10;
@@ -78,16 +77,9 @@ async fn queue(t: &TestFleet, n: usize) {
 }
 
 async fn recorded(t: &TestFleet) -> Vec<DateTime<Utc>> {
-    let sends: Vec<RecordedSend> = t
-        .http
-        .get(format!("{}/_sim/sends", t.sim))
-        .send()
+    let mut at: Vec<DateTime<Utc>> = t
+        .all_sends()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut at: Vec<DateTime<Utc>> = sends
         .into_iter()
         .filter(|s| s.wamid.is_some() && s.phone_number_id == t.phone_number_id)
         .map(|s| s.at)

@@ -10,7 +10,8 @@
 
 use super::{CampaignHeader, RecipientInput};
 use crate::{
-    accept::{self, Idempotency, Reply, TemplateInfo},
+    accept::{self, Idempotency, Reply},
+    resolve::{self, TemplateInfo},
     state::AppState,
     validate,
 };
@@ -129,7 +130,7 @@ impl Intake {
                 "`not_after` is in the past: nothing could be sent",
             )));
         }
-        let (sender_id, phone_number_id) = match accept::find_sender(
+        let (sender_id, phone_number_id) = match resolve::find_sender(
             &st.pool,
             tenant,
             header.sender.as_deref(),
@@ -141,7 +142,7 @@ impl Intake {
             Err(problem) => return Ok(Err(problem)),
         };
         let info =
-            accept::load_template(&st.pool, tenant, &template_name, &template_language).await?;
+            resolve::load_template(&st.pool, tenant, &template_name, &template_language).await?;
         let Some(info) = info else {
             return Ok(Err(unprocessable(
                 "template_not_approved",
@@ -162,7 +163,7 @@ impl Intake {
             )));
         }
 
-        let allowed_countries = accept::allowed_countries(&st.pool, tenant).await?;
+        let allowed_countries = resolve::allowed_countries(&st.pool, tenant).await?;
         let id = uuid::Uuid::now_v7();
         let mut tx = st.pool.begin().await?;
         sqlx::query(
@@ -338,7 +339,7 @@ impl Intake {
         let record = validate::record_of(&request);
         let given = Given { record, ..given };
         let draft = validate::validate(request).map_err(|p| Box::new((p, given.clone())))?;
-        if let Some(p) = accept::country_refusal(&self.allowed_countries, &draft.to) {
+        if let Some(p) = resolve::country_refusal(&self.allowed_countries, &draft.to) {
             return Err(Box::new((p, given)));
         }
         let validate::DraftBody::Template {
@@ -349,7 +350,7 @@ impl Intake {
         else {
             unreachable!("a campaign recipient is always a template send");
         };
-        let params = accept::bind_template(
+        let params = resolve::bind_template(
             Some(&self.template),
             &self.template_name,
             &self.template_language,
