@@ -536,3 +536,18 @@ pub use events::EventQueue;
 pub fn test_amqp_url() -> String {
     std::env::var("WAFLEET_TEST_AMQP_URL").unwrap_or_else(|_| Settings::default().amqp_url)
 }
+
+/// Settings for tests that wait on the deferred releaser: it looks every 100 ms.
+pub fn fast_release(s: &mut wafleet_core::Settings) {
+    s.dispatch.releaser_interval = std::time::Duration::from_millis(100);
+}
+
+/// Whether a message (as `GET /v1/messages/{id}` shows it) reached Meta.
+pub fn sent_or_later(m: &Value) -> bool {
+    ["sent", "delivered", "read"].contains(&m["state"].as_str().unwrap_or_default())
+}
+
+/// The `id` of a reply body.
+pub fn id_of(body: &Value) -> String {
+    body["id"].as_str().expect("an id").to_owned()
+}

@@ -8,19 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::{sync::Arc, time::Duration};
 use wafleet_core::clock::{Clock, ManualClock};
-use wafleet_tests::{CANDIDATE, TestFleet};
-
-fn fast_release(s: &mut wafleet_core::Settings) {
-    s.dispatch.releaser_interval = Duration::from_millis(100);
-}
-
-fn sent_or_later(m: &Value) -> bool {
-    ["sent", "delivered", "read"].contains(&m["state"].as_str().unwrap_or_default())
-}
-
-fn id_of(body: &Value) -> String {
-    body["id"].as_str().expect("an id").to_owned()
-}
+use wafleet_tests::{CANDIDATE, TestFleet, fast_release, id_of, sent_or_later};
 
 #[tokio::test]
 async fn a_transient_error_is_retried_then_sent_and_the_trail_keeps_the_failed_attempt() {

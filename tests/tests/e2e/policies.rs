@@ -7,19 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::{sync::Arc, time::Duration};
 use wafleet_core::clock::ManualClock;
-use wafleet_tests::{CANDIDATE, TestFleet};
-
-fn fast_release(s: &mut wafleet_core::Settings) {
-    s.dispatch.releaser_interval = Duration::from_millis(100);
-}
-
-fn sent_or_later(m: &Value) -> bool {
-    ["sent", "delivered", "read"].contains(&m["state"].as_str().unwrap_or_default())
-}
-
-fn id_of(body: &Value) -> String {
-    body["id"].as_str().expect("an id").to_owned()
-}
+use wafleet_tests::{CANDIDATE, TestFleet, fast_release, id_of, sent_or_later};
 
 /// A template request to `to`, filed under record `record`.
 fn template_to(to: &str, record: &str) -> Value {
