@@ -138,6 +138,16 @@ pub struct IngestSettings {
     pub campaign_max_body_bytes: usize,
     /// Campaign recipients validated and inserted per statement.
     pub campaign_batch: usize,
+    /// AMQP intake deliveries in flight at once (the intake consumer's prefetch). Each waits in
+    /// the group commit, so this bounds how many requests one batch can gather from AMQP.
+    pub intake_prefetch: u16,
+    /// Send requests (HTTP and AMQP) accepted together in one transaction: the group commit.
+    pub batch_max: usize,
+    /// How long a batch waits for more requests once it has one (latency added at low load).
+    #[serde(with = "humantime_ms")]
+    pub batch_linger: Duration,
+    /// Batches written at once; each holds one pool connection while it writes.
+    pub batch_writers: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,6 +211,10 @@ impl Default for Settings {
                 max_body_bytes: 256 * 1024,
                 campaign_max_body_bytes: 256 * 1024 * 1024,
                 campaign_batch: 5000,
+                intake_prefetch: 1000,
+                batch_max: 500,
+                batch_linger: Duration::from_millis(2),
+                batch_writers: 3,
             },
             webhooks: WebhookSettings {
                 max_body_bytes: 4 * 1024 * 1024,

@@ -78,8 +78,38 @@ impl Idempotency {
     }
 }
 
-/// Accepts (or refuses) one request for `tenant`. `Err` is for failures of ours (database or
-/// broker down): nothing is stored, and the caller may retry.
+/// Accepts (or refuses) one request for `tenant`, the one entry point of HTTP and AMQP intake.
+/// Requests go through the group commit (`group_commit`), except a bulk message joining a
+/// campaign, which must be ordered against that campaign's pause and cancel (`accept`).
+/// `Err` is for failures of ours (database down): nothing is stored, and the caller may retry.
+pub async fn submit(
+    st: &AppState,
+    tenant: TenantId,
+    request: SendRequest,
+    idempotency: Option<Idempotency>,
+) -> Result<Reply, Problem> {
+    if request.campaign_id.is_some() {
+        let known: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM tenants WHERE id = $1")
+            .bind(tenant)
+            .fetch_optional(&st.pool)
+            .await?;
+        if known.is_none() {
+            let problem = Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_tenant",
+                format!("no tenant {tenant}"),
+            );
+            return Ok(reply(problem.status, problem_body(&problem)));
+        }
+        return accept(st, tenant, request, idempotency).await;
+    }
+    st.group_commit.accept(tenant, request, idempotency).await
+}
+
+/// Accepts (or refuses) one request for `tenant` in a transaction of its own: the path of a
+/// bulk message that joins a campaign (it locks the campaign row, see `insert_held`).
+/// `Err` is for failures of ours (database or broker down): nothing is stored, and the caller
+/// may retry.
 #[tracing::instrument(name = "accept message", skip_all, fields(tenant = %tenant, message_id))]
 pub async fn accept(
     st: &AppState,
@@ -214,6 +244,16 @@ pub fn problem_body(problem: &Problem) -> Value {
     serde_json::to_value(problem).expect("problem serialises")
 }
 
+/// `409`: the key was already used with a different request body.
+pub fn idempotency_conflict() -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "idempotency_conflict",
+        "this Idempotency-Key was already used with a different request body",
+    )
+    .field("Idempotency-Key")
+}
+
 /// The stored answer to an earlier request with this key; `409` if its body differed.
 pub async fn stored_reply(
     st: &AppState,
@@ -232,12 +272,7 @@ pub async fn stored_reply(
         return Ok(None);
     };
     if hash != idem.request_hash {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "idempotency_conflict",
-            "this Idempotency-Key was already used with a different request body",
-        )
-        .field("Idempotency-Key"));
+        return Err(idempotency_conflict());
     }
     Ok(Some(Reply {
         status: StatusCode::from_u16(status as u16).map_err(|_| Problem::internal())?,

@@ -5,7 +5,7 @@
 //! is acked only after that durable effect.
 
 use crate::{
-    accept::{Idempotency, Reply, accept, problem_body},
+    accept::{Idempotency, Reply, problem_body, submit},
     state::AppState,
 };
 use axum::http::StatusCode;
@@ -14,6 +14,7 @@ use lapin::{
     message::Delivery,
     options::{BasicAckOptions, BasicNackOptions},
 };
+use serde::Deserialize;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wafleet_core::{
@@ -56,18 +57,12 @@ pub async fn handle(
             "the `tenant` header is not a tenant id".into(),
         );
     };
-    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM tenants WHERE id = $1")
-        .bind(tenant)
-        .fetch_optional(&st.pool)
-        .await?;
-    if exists.is_none() {
-        return rejected("unknown_tenant", format!("no tenant {tenant}"));
-    }
+    // Whether the tenant exists is checked with the rest of its batch (`group_commit`).
     let raw: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return rejected("invalid_json", format!("the body is not valid JSON: {e}")),
     };
-    let request: SendRequest = match serde_json::from_value(raw.clone()) {
+    let request = match SendRequest::deserialize(&raw) {
         Ok(r) => r,
         Err(e) => {
             return rejected(
@@ -83,7 +78,7 @@ pub async fn handle(
         },
         _ => None,
     };
-    let reply = match accept(st, tenant, request, idempotency).await {
+    let reply = match submit(st, tenant, request, idempotency).await {
         Ok(reply) => reply,
         Err(p) if p.status == StatusCode::CONFLICT => return rejected(p.code, p.detail),
         Err(p) => return Err(p),
@@ -102,7 +97,8 @@ pub async fn handle(
     }
 }
 
-/// Consumes `<p>.intake` until cancelled; deliveries are handled concurrently.
+/// Consumes `<p>.intake` until cancelled; up to `concurrency` deliveries are handled at once,
+/// each waiting in the group commit, so a busy queue is accepted in batches of that size.
 pub async fn run(
     st: AppState,
     channel: Channel,

@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod campaigns;
 pub mod graph_admin;
+pub mod group_commit;
 pub mod intake;
 pub mod outbox;
 pub mod publish;
@@ -39,6 +40,8 @@ pub struct Application {
     intake_publisher: Publisher,
     marks: mpsc::Receiver<wafleet_core::domain::MessageId>,
     connections: Vec<Arc<lapin::Connection>>,
+    /// The group commit's collector, stopped once nothing can submit to it any more.
+    group_commit: (tokio::task::JoinHandle<()>, CancellationToken),
 }
 
 impl Application {
@@ -62,10 +65,24 @@ impl Application {
         let intake_publisher = Publisher::open(&pub_conn).await?;
         let consumer_channel = sub_conn.create_channel().await?;
         let (marks_tx, marks) = mpsc::channel(4096);
+        let dispatch =
+            publish::DispatchPublisher::new(dispatch_publisher, topology.clone(), marks_tx);
+        let commit_cancel = CancellationToken::new();
+        let (group_commit, commit_task) = group_commit::GroupCommit::start(
+            pool.clone(),
+            dispatch.clone(),
+            group_commit::BatchSettings {
+                max: settings.ingest.batch_max,
+                linger: settings.ingest.batch_linger,
+                writers: settings.ingest.batch_writers,
+            },
+            commit_cancel.clone(),
+        );
         let state = state::AppState {
             pool,
             topology: topology.clone(),
-            dispatch: publish::DispatchPublisher::new(dispatch_publisher, topology, marks_tx),
+            dispatch,
+            group_commit,
             clock,
             graph: graph_admin::GraphAdmin::from_settings(&settings),
             campaigns: state::CampaignSettings {
@@ -82,6 +99,7 @@ impl Application {
             intake_publisher,
             marks,
             connections: vec![Arc::new(pub_conn), Arc::new(sub_conn)],
+            group_commit: (commit_task, commit_cancel),
         })
     }
 
@@ -100,6 +118,7 @@ impl Application {
             intake_publisher,
             marks,
             connections,
+            group_commit,
         } = self;
         let mut checks = vec![database_check(state.pool.clone())];
         checks.extend(connections.iter().cloned().map(broker_check));
@@ -145,7 +164,7 @@ impl Application {
             state.clone(),
             consumer_channel,
             intake_publisher,
-            32,
+            settings.ingest.intake_prefetch,
             cancel.clone(),
         ));
         let http = tasks.spawn(wafleet_core::http::serve(listener, router, cancel.clone()));
@@ -154,6 +173,10 @@ impl Application {
 
         let http_result = http.await?;
         let intake_result = intake.await?;
+        // Nothing submits any more: the collector accepts what it holds, then stops.
+        let (commit_task, commit_cancel) = group_commit;
+        commit_cancel.cancel();
+        let _ = commit_task.await;
         tasks.wait().await;
         marker_cancel.cancel();
         let _ = marker.await;

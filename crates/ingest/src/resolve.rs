@@ -1,9 +1,12 @@
 //! What a send request is resolved against before it is stored, shared by `POST /v1/messages`,
 //! AMQP intake and campaign intake: the sender (named, the user's own, else the company's), the
-//! tenant's allowed countries, and the synced template with its merge-field bindings.
+//! tenant's allowed countries, and the synced template with its merge-field bindings. The
+//! choices themselves are pure functions over rows loaded once, so a batch of requests is
+//! resolved with one read per table, not one per request.
 
 use axum::http::StatusCode;
 use serde_json::Value;
+use std::collections::HashMap;
 use wafleet_core::{
     contract::{ResolvedParameters, TemplateParameters},
     domain::{PhoneNumber, SenderId, TenantId},
@@ -11,7 +14,88 @@ use wafleet_core::{
     policy::countries,
 };
 
-/// The sender a request goes out from: the named one; else the user's own; else the company's.
+/// A sender as intake chooses between them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SenderRow {
+    pub tenant_id: TenantId,
+    pub id: SenderId,
+    pub phone_number_id: String,
+    pub status: String,
+    pub owner_user_id: Option<String>,
+    pub is_company_default: bool,
+}
+
+/// Every sender of `tenants`, grouped by tenant (a company has at most 20).
+pub async fn load_senders(
+    pool: &sqlx::PgPool,
+    tenants: &[TenantId],
+) -> Result<HashMap<TenantId, Vec<SenderRow>>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = tenants.iter().map(|t| t.0).collect();
+    let rows: Vec<SenderRow> = sqlx::query_as(
+        "SELECT tenant_id, id, phone_number_id, status, owner_user_id, is_company_default
+         FROM senders WHERE tenant_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let mut by_tenant: HashMap<TenantId, Vec<SenderRow>> = HashMap::new();
+    for row in rows {
+        by_tenant.entry(row.tenant_id).or_default().push(row);
+    }
+    Ok(by_tenant)
+}
+
+/// The sender a request goes out from, among the tenant's `senders`: the named one; else the
+/// user's own; else the company's. `Err` is the caller's mistake (unknown or unapproved sender).
+pub fn pick_sender(
+    senders: &[SenderRow],
+    named: Option<&str>,
+    user_id: Option<&str>,
+) -> Result<(SenderId, String), Problem> {
+    let unprocessable = |code, detail: String| {
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).field("sender")
+    };
+    let chosen = match named {
+        // A number re-added after a rejection has two rows: the live one wins.
+        Some(phone_number_id) => senders
+            .iter()
+            .filter(|s| s.phone_number_id == phone_number_id)
+            .min_by_key(|s| s.status == "rejected"),
+        // An approved sender first (the user's own, else the company's); a pending one only
+        // when there is nothing approved, to say why it can't be used.
+        None => senders
+            .iter()
+            .filter(|s| {
+                s.status != "rejected"
+                    && (s.is_company_default
+                        || (user_id.is_some() && s.owner_user_id.as_deref() == user_id))
+            })
+            .max_by_key(|s| {
+                (
+                    s.status == "approved",
+                    s.owner_user_id.as_deref() == user_id,
+                )
+            }),
+    };
+    let Some(sender) = chosen else {
+        return Err(unprocessable(
+            "unknown_sender",
+            match named {
+                Some(_) => "no sender with that phone number id belongs to this company".into(),
+                None => "no sender given and the company has no default sender".into(),
+            },
+        ));
+    };
+    if sender.status != "approved" {
+        return Err(unprocessable(
+            "sender_not_approved",
+            format!("the sender is {}, not approved for sending", sender.status),
+        ));
+    }
+    Ok((sender.id, sender.phone_number_id.clone()))
+}
+
+/// [`pick_sender`] over the tenant's senders as they are now.
 /// The inner `Err` is the caller's mistake (unknown or unapproved sender).
 pub async fn find_sender(
     pool: &sqlx::PgPool,
@@ -19,52 +103,9 @@ pub async fn find_sender(
     named: Option<&str>,
     user_id: Option<&str>,
 ) -> Result<Result<(SenderId, String), Problem>, Problem> {
-    let unprocessable = |code, detail: String| {
-        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).field("sender")
-    };
-    let sender: Option<(SenderId, String, String)> = match named {
-        Some(phone_number_id) => {
-            sqlx::query_as(
-                "SELECT id, phone_number_id, status FROM senders WHERE tenant_id = $1 AND phone_number_id = $2
-                 ORDER BY (status = 'rejected') LIMIT 1",
-            )
-            .bind(tenant)
-            .bind(phone_number_id)
-            .fetch_optional(pool)
-            .await?
-        }
-        None => {
-            sqlx::query_as(
-                "SELECT id, phone_number_id, status FROM senders
-                 WHERE tenant_id = $1 AND status <> 'rejected'
-                   AND (owner_user_id = $2 OR is_company_default)
-                 -- An approved sender first (the user's own, else the company's); a pending
-                 -- one only when there is nothing approved, to say why it can't be used.
-                 ORDER BY status = 'approved' DESC, (owner_user_id IS NOT DISTINCT FROM $2) DESC
-                 LIMIT 1",
-            )
-            .bind(tenant)
-            .bind(user_id)
-            .fetch_optional(pool)
-            .await?
-        }
-    };
-    let Some((sender_id, phone_number_id, sender_status)) = sender else {
-        return Ok(Err(unprocessable(
-            "unknown_sender",
-            match named {
-                Some(_) => "no sender with that phone number id belongs to this company".into(),
-                None => "no sender given and the company has no default sender".into(),
-            },
-        )));
-    };
-    if sender_status != "approved" {
-        return Ok(Err(unprocessable(
-            "sender_not_approved",
-            format!("the sender is {sender_status}, not approved for sending"),
-        )));
-    }
-    Ok(Ok((sender_id, phone_number_id)))
+    let senders = load_senders(pool, &[tenant]).await?;
+    let senders = senders.get(&tenant).map(Vec::as_slice).unwrap_or_default();
+    Ok(pick_sender(senders, named, user_id))
 }
 
 /// The tenant's allowed countries (ISO 3166-1 alpha-2; empty = worldwide).
@@ -72,13 +113,25 @@ pub async fn allowed_countries(
     pool: &sqlx::PgPool,
     tenant: TenantId,
 ) -> Result<Vec<String>, sqlx::Error> {
-    Ok(
-        sqlx::query_scalar("SELECT allowed_countries FROM tenant_settings WHERE tenant_id = $1")
-            .bind(tenant)
-            .fetch_optional(pool)
-            .await?
-            .unwrap_or_default(),
+    Ok(load_allowed_countries(pool, &[tenant])
+        .await?
+        .remove(&tenant)
+        .unwrap_or_default())
+}
+
+/// The allowed countries of each of `tenants` that has settings (absent = worldwide).
+pub async fn load_allowed_countries(
+    pool: &sqlx::PgPool,
+    tenants: &[TenantId],
+) -> Result<HashMap<TenantId, Vec<String>>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = tenants.iter().map(|t| t.0).collect();
+    let rows: Vec<(TenantId, Vec<String>)> = sqlx::query_as(
+        "SELECT tenant_id, allowed_countries FROM tenant_settings WHERE tenant_id = ANY($1)",
     )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// `country_not_allowed` when the recipient's country is not in `allowed`.
@@ -113,23 +166,53 @@ pub async fn load_template(
     name: &str,
     language: &str,
 ) -> Result<Option<TemplateInfo>, sqlx::Error> {
-    let row: Option<(String, String, i32, Value)> = sqlx::query_as(
-        "SELECT status, parameter_format, body_param_count, bindings FROM templates
-         WHERE tenant_id = $1 AND name = $2 AND language = $3",
+    let key = (tenant, name.to_owned(), language.to_owned());
+    Ok(load_templates(pool, std::slice::from_ref(&key))
+        .await?
+        .remove(&key))
+}
+
+/// A template's key: tenant, name and language.
+pub type TemplateKey = (TenantId, String, String);
+
+/// Reads the synced templates among `keys` in one query (the ones never synced are absent).
+pub async fn load_templates(
+    pool: &sqlx::PgPool,
+    keys: &[TemplateKey],
+) -> Result<HashMap<TemplateKey, TemplateInfo>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let tenants: Vec<uuid::Uuid> = keys.iter().map(|k| k.0.0).collect();
+    let names: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    let languages: Vec<&str> = keys.iter().map(|k| k.2.as_str()).collect();
+    // Driven by the templates primary key (tenant, name, language), whatever the statistics.
+    let rows: Vec<(TenantId, String, String, String, String, i32, Value)> = sqlx::query_as(
+        "SELECT t.tenant_id, t.name, t.language, t.status, t.parameter_format, t.body_param_count,
+                t.bindings
+         FROM unnest($1::uuid[], $2::text[], $3::text[]) AS k(tenant_id, name, language)
+         JOIN templates t
+           ON t.tenant_id = k.tenant_id AND t.name = k.name AND t.language = k.language",
     )
-    .bind(tenant)
-    .bind(name)
-    .bind(language)
-    .fetch_optional(pool)
+    .bind(&tenants)
+    .bind(&names)
+    .bind(&languages)
+    .fetch_all(pool)
     .await?;
-    Ok(row.map(
-        |(status, parameter_format, body_param_count, bindings)| TemplateInfo {
-            status,
-            parameter_format,
-            body_param_count,
-            bindings: serde_json::from_value(bindings).unwrap_or_default(),
-        },
-    ))
+    Ok(rows
+        .into_iter()
+        .map(
+            |(tenant, name, language, status, parameter_format, body_param_count, bindings)| {
+                let info = TemplateInfo {
+                    status,
+                    parameter_format,
+                    body_param_count,
+                    bindings: serde_json::from_value(bindings).unwrap_or_default(),
+                };
+                ((tenant, name, language), info)
+            },
+        )
+        .collect())
 }
 
 /// Checks that the template is synced and APPROVED, binds merge fields through its bindings and

@@ -10,6 +10,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub topology: Arc<Topology>,
     pub dispatch: DispatchPublisher,
+    /// Single-message intake, accepted in batches (HTTP and AMQP alike).
+    pub group_commit: crate::group_commit::GroupCommit,
     pub clock: SharedClock,
     /// Graph access and the secret box for the administration API.
     pub graph: crate::graph_admin::GraphAdmin,

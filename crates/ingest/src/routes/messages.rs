@@ -1,7 +1,7 @@
 //! `POST /v1/messages` (send one message) and `GET /v1/messages/{id}` (its state and trail).
 
 use crate::{
-    accept::{Idempotency, accept},
+    accept::{Idempotency, submit},
     auth::Principal,
     state::AppState,
 };
@@ -13,7 +13,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wafleet_core::{
     contract::SendRequest,
@@ -36,7 +36,7 @@ pub async fn send(
             format!("the body is not valid JSON: {e}"),
         )
     })?;
-    let request: SendRequest = serde_json::from_value(raw.clone()).map_err(|e| {
+    let request = SendRequest::deserialize(&raw).map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -57,7 +57,7 @@ pub async fn send(
             Idempotency::new(key.to_owned(), &raw)
         })
         .transpose()?;
-    let reply = accept(&st, principal.tenant_id, request, idempotency).await?;
+    let reply = submit(&st, principal.tenant_id, request, idempotency).await?;
     Ok(reply.into_response())
 }
 
