@@ -45,3 +45,19 @@ pub async fn is_reachable(pool: &PgPool) -> bool {
     .await
     .is_ok_and(|r| r.is_ok())
 }
+
+/// Whether a failed statement may well succeed if tried again: the database was unreachable or
+/// busy (no connection within the pool's timeout, a dropped connection, a restart), or
+/// PostgreSQL chose this transaction as the victim of a deadlock (`40P01`) or a serialization
+/// conflict (`40001`). Hot paths retry these (with a bound) instead of giving up on the work.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // 40: transaction rollback; 08: connection exception; 57P: operator intervention
+            // (admin shutdown, crash shutdown, cannot connect now); 53300: too many connections.
+            c.starts_with("40") || c.starts_with("08") || c.starts_with("57P") || c == "53300"
+        }),
+        _ => false,
+    }
+}

@@ -1,12 +1,21 @@
 //! Reserving portfolio cap slots (SPEC §4), atomically across every dispatcher process: one
 //! transaction per tenant per batch locks the tenant's `tenant_settings` row (`FOR UPDATE`), so
-//! reservations of the same tenant are serialised while other tenants proceed; it reads the set
-//! of the last 24 h, lets `policy::cap::decide_slots` decide the batch in order, and writes the
-//! taken and renewed slots before the lock is let go. No overshoot under concurrency: a second
+//! reservations of the same tenant are serialised while other tenants proceed; it reads the
+//! kept count of the last 24 h (`cap_usage`, maintained by triggers) and the batch's own
+//! recipients, lets `policy::cap::decide_slots` decide the batch in order, and writes the taken
+//! and renewed slots before the lock is let go. No overshoot under concurrency: a second
 //! process waits for the lock and then sees the first one's slots.
+//!
+//! Two things keep the lock cheap. An unlimited tier reserves nothing (read without a lock:
+//! there is nothing to overshoot). And within one process, batches of a tenant take turns
+//! (`Turns`) before they take a pool connection, so at most one connection per process waits on
+//! a tenant's row while the others serve other work.
 
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 use wafleet_core::{
     domain::{MessageId, TenantId},
     policy::cap::{Limit, SlotDecision, SlotRequest, WINDOW, decide_slots},
@@ -21,9 +30,28 @@ pub struct SlotAsk {
     pub bulk: bool,
 }
 
-/// Decides every ask of the batch; one transaction per tenant.
+/// Per-tenant turns within this process: a batch waits here, holding no pool connection, while
+/// another batch of the same tenant holds the tenant's row lock.
+#[derive(Default)]
+pub struct Turns {
+    tenants: Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Turns {
+    fn of(&self, tenant: TenantId) -> Arc<tokio::sync::Mutex<()>> {
+        self.tenants
+            .lock()
+            .expect("cap turns")
+            .entry(tenant)
+            .or_default()
+            .clone()
+    }
+}
+
+/// Decides every ask of the batch; one transaction per tenant with a limited tier.
 pub async fn reserve(
     pool: &sqlx::PgPool,
+    turns: &Turns,
     asks: &[SlotAsk],
     now: DateTime<Utc>,
 ) -> Result<HashMap<MessageId, SlotDecision>, sqlx::Error> {
@@ -33,11 +61,28 @@ pub async fn reserve(
     }
     let mut decided = HashMap::with_capacity(asks.len());
     for (tenant, asks) in by_tenant {
+        if is_unlimited(pool, tenant).await? {
+            decided.extend(asks.iter().map(|a| (a.id, SlotDecision::Reserve)));
+            continue;
+        }
+        let turn = turns.of(tenant);
+        let _turn = turn.lock().await;
         for (id, d) in reserve_for_tenant(pool, tenant, &asks, now).await? {
             decided.insert(id, d);
         }
     }
     Ok(decided)
+}
+
+/// Whether the tenant's tier is unlimited: then no slot is reserved, and no lock is taken. A
+/// tier later lowered from unlimited starts counting from that moment.
+async fn is_unlimited(pool: &sqlx::PgPool, tenant: TenantId) -> Result<bool, sqlx::Error> {
+    let tiers: Option<(Option<i32>, Option<i32>)> =
+        sqlx::query_as("SELECT meta_tier, tier_override FROM tenant_settings WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_optional(pool)
+            .await?;
+    Ok(tiers.is_some_and(|(meta, over)| Limit::effective(meta, over) == Limit::Unlimited))
 }
 
 async fn reserve_for_tenant(
@@ -67,12 +112,21 @@ async fn reserve_for_tenant(
     let limit = Limit::effective(meta_tier, tier_override);
     let bulk_limit = limit.for_bulk(reserve_percent);
 
-    // Recipients counted more than a window ago are free again: forget them.
-    sqlx::query("DELETE FROM cap_recipients WHERE tenant_id = $1 AND counted_at <= $2")
+    // The kept count, locked before any slot row: every writer of the set takes the count's
+    // lock first (see `policy::cap::release`), so two of them never wait on each other.
+    let used: Option<i32> =
+        sqlx::query_scalar("SELECT used FROM cap_usage WHERE tenant_id = $1 FOR UPDATE")
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?;
+    // Recipients counted more than a window ago are free again: forget them (the trigger takes
+    // them off the count too).
+    let aged = sqlx::query("DELETE FROM cap_recipients WHERE tenant_id = $1 AND counted_at <= $2")
         .bind(tenant)
         .bind(since)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
     let recipients: Vec<&str> = asks.iter().map(|a| a.recipient.as_str()).collect();
     let counted: Vec<(String,)> = sqlx::query_as(
         "SELECT recipient FROM cap_recipients WHERE tenant_id = $1 AND recipient = ANY($2)",
@@ -81,12 +135,7 @@ async fn reserve_for_tenant(
     .bind(&recipients)
     .fetch_all(&mut *tx)
     .await?;
-    let (used,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM cap_recipients WHERE tenant_id = $1")
-            .bind(tenant)
-            .fetch_one(&mut *tx)
-            .await?;
-    let used = u32::try_from(used).unwrap_or(u32::MAX);
+    let used = u32::try_from(i64::from(used.unwrap_or(0)) - aged as i64).unwrap_or(0);
     let fresh = asks.len() - counted.len().min(asks.len());
     // The entries' ages matter only if some ask may have to wait for one.
     let oldest: Vec<DateTime<Utc>> = match bulk_limit {

@@ -38,6 +38,20 @@ pub struct Ctx {
     pub rates: Rates,
     pub clock: SharedClock,
     pub settings: DispatchSettings,
+    /// Admission control: the database phases of every batch (claim and policies, recording
+    /// outcomes) take a permit first, and there are fewer permits than pool connections. A busy
+    /// pool then makes batches wait here, without a timeout, instead of failing to record what
+    /// was sent (which would park the message as ambiguous).
+    pub db_turns: tokio::sync::Semaphore,
+    /// Per-tenant turns for cap reservations in this process.
+    pub cap_turns: cap::Turns,
+}
+
+impl Ctx {
+    /// Waits for a database turn (see `db_turns`).
+    async fn db_turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.db_turns.acquire().await.expect("never closed")
+    }
 }
 
 /// What the shell does with a delivery once its durable effect is recorded.
@@ -73,6 +87,7 @@ where
         - chrono::Duration::from_std(ctx.settings.ambiguous_resend_after)
             .unwrap_or(chrono::Duration::MAX);
     let ids: Vec<MessageId> = batch.iter().map(|e| e.message_id).collect();
+    let turn = ctx.db_turn().await;
     let (claimed, unclaimed) = store::claim(&ctx.pool, &ids, now, resend_cutoff).await?;
 
     let mut settled: Vec<(MessageId, Disposition)> = Vec::new();
@@ -101,7 +116,9 @@ where
     let (decided, sendable) = apply_policies(ctx, &claimed, now).await?;
     let (outcomes, dispositions): (Vec<Outcome>, Vec<(MessageId, Disposition)>) =
         decided.into_iter().unzip();
-    record(ctx, &outcomes, now).await?;
+    store::record(&ctx.pool, &outcomes, now).await?;
+    count(&outcomes);
+    drop(turn);
     settled.extend(dispositions);
     if !settled.is_empty() {
         settle(settled).await;
@@ -138,14 +155,41 @@ where
     Ok(())
 }
 
-/// Records outcomes and counts them.
+/// Records the outcomes of Graph calls, in a database turn, and counts them. What Meta answered
+/// must not be lost to a passing fault (a busy pool, a deadlock, a restart): a transient error
+/// is retried with backoff (about 6 s in all) before the deliveries are requeued, which would
+/// leave the messages `dispatching` for the ambiguous wait.
 async fn record(ctx: &Ctx, outcomes: &[Outcome], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    store::record(&ctx.pool, outcomes, now).await?;
+    let mut backoff = std::time::Duration::from_millis(200);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let result = {
+            let _turn = ctx.db_turn().await;
+            store::record(&ctx.pool, outcomes, now).await
+        };
+        match result {
+            Ok(()) => break,
+            Err(err) if tries < RECORD_TRIES && wafleet_core::db::is_transient(&err) => {
+                tracing::warn!(error = %err, tries, "recording outcomes failed; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    count(outcomes);
+    Ok(())
+}
+
+/// Attempts at recording the outcomes of Graph calls before their deliveries are requeued.
+const RECORD_TRIES: u32 = 6;
+
+fn count(outcomes: &[Outcome]) {
     for o in outcomes {
         metrics::counter!("wafleet_dispatch_outcomes_total", "state" => o.state).increment(1);
         wafleet_core::metrics::message_state(o.state, o.reason.as_deref());
     }
-    Ok(())
 }
 
 pub type Attempted = (Outcome, (MessageId, Disposition));
@@ -249,7 +293,7 @@ async fn apply_policies<'a>(
     let slots = if asks.is_empty() {
         HashMap::new()
     } else {
-        cap::reserve(&ctx.pool, &asks, now).await?
+        cap::reserve(&ctx.pool, &ctx.cap_turns, &asks, now).await?
     };
     let mut sendable = Vec::new();
     for (c, _, breakers) in passing {

@@ -74,6 +74,11 @@ impl Application {
             rates: rate::Rates::new(&settings.dispatch),
             clock,
             settings: settings.dispatch.clone(),
+            // Two connections stay free for the releaser, the feeder and the monitor.
+            db_turns: tokio::sync::Semaphore::new(
+                settings.database_max_connections.saturating_sub(2).max(1) as usize,
+            ),
+            cap_turns: cap::Turns::default(),
         });
         Ok(Self {
             listener,

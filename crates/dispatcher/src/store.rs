@@ -41,6 +41,7 @@ pub async fn claim(
 ) -> Result<(Vec<Claimed>, Vec<Unclaimed>), sqlx::Error> {
     let raw: Vec<uuid::Uuid> = ids.iter().map(|i| i.0).collect();
     let mut tx = pool.begin().await?;
+    lock_in_order(&mut tx, &raw).await?;
     let claimed: Vec<Claimed> = sqlx::query_as(
         "UPDATE messages SET state = 'dispatching', claimed_at = $2, attempts = attempts + 1, updated_at = $2
          WHERE id = ANY($1) AND direction = 'out'
@@ -84,6 +85,17 @@ pub async fn claim(
     Ok((claimed, others))
 }
 
+/// Locks the message rows in id order before they are written. The webhook consumer locks the
+/// rows it applies statuses to in the same order, so the two never deadlock over a batch that
+/// shares messages (an UPDATE … FROM unnest locks in whatever order its plan reads).
+async fn lock_in_order(tx: &mut sqlx::PgConnection, ids: &[uuid::Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM messages WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(ids)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Where a claimed message ends up after this attempt.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -124,6 +136,7 @@ pub async fn record(
     let attempted: Vec<bool> = outcomes.iter().map(|o| o.attempted).collect();
     let dead: Vec<bool> = outcomes.iter().map(|o| o.dead).collect();
     let mut tx = pool.begin().await?;
+    lock_in_order(&mut tx, &ids).await?;
     let owned: Vec<(uuid::Uuid,)> = sqlx::query_as(
         "UPDATE messages m SET
              state = CASE WHEN m.state = 'dispatching' THEN u.state ELSE m.state END,

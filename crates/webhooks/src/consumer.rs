@@ -48,8 +48,7 @@ pub async fn handle(
     };
     let mut dead = parsed.dead;
     for (tenant, items) in parsed.statuses {
-        // Webhook lag, and links from this span to the traces of the sends reported on.
-        crate::observe::statuses_received(&mut tx, tenant, &items).await?;
+        crate::observe::statuses_received(&items);
         let raw: Vec<Value> = items.iter().map(|i| i.raw.clone()).collect();
         let result = isolated(&mut tx, async |sp| {
             statuses::apply(sp, tenant, items, true).await

@@ -77,6 +77,7 @@ struct Current {
     recipient: Option<String>,
     record_type: Option<String>,
     record_id: Option<String>,
+    trace_context: Option<String>,
 }
 
 /// What a status does to a message in `current` state: the new state, if it moves.
@@ -122,16 +123,31 @@ pub async fn apply(
         .iter()
         .filter_map(|i| i.callback.as_deref()?.parse().ok())
         .collect();
+    // Two lookups, each on one index whatever the table's statistics say (an OR of the two
+    // would let an unanalysed table be scanned): the wamids to ids on (tenant_id, wamid), then
+    // every row by primary key, locked in id order as the dispatcher locks them, so the two
+    // never deadlock over shared messages.
+    let mut ids: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM messages WHERE tenant_id = $1 AND wamid = ANY($2)")
+            .bind(tenant)
+            .bind(&wamids)
+            .fetch_all(&mut *tx)
+            .await?;
+    ids.extend(callbacks);
+    ids.sort();
+    ids.dedup();
     let rows: Vec<Current> = sqlx::query_as(
-        "SELECT id, wamid, state, status_at, recipient, record_type, record_id FROM messages
-         WHERE tenant_id = $1 AND direction = 'out' AND (wamid = ANY($2) OR id = ANY($3))
+        "SELECT id, wamid, state, status_at, recipient, record_type, record_id, trace_context
+         FROM messages WHERE id = ANY($2) AND tenant_id = $1 AND direction = 'out'
+         ORDER BY id
          FOR UPDATE",
     )
     .bind(tenant)
-    .bind(&wamids)
-    .bind(&callbacks)
+    .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
+    // Links from this span to the traces of the sends reported on.
+    crate::observe::link_sends(rows.iter().filter_map(|r| r.trace_context.as_deref()));
     let mut by_id: HashMap<MessageId, Current> = rows.into_iter().map(|r| (r.id, r)).collect();
 
     let mut touched: HashSet<MessageId> = HashSet::new();

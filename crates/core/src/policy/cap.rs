@@ -151,6 +151,16 @@ pub async fn release(
     if messages.is_empty() {
         return Ok(0);
     }
+    // The tenants' kept counts first, in a fixed order, as a reservation takes them: the
+    // trigger would otherwise lock a count after the slot rows this deletes, while a
+    // reservation holding the count waits for one of those rows (a deadlock).
+    let mut locked: Vec<uuid::Uuid> = tenants.to_vec();
+    locked.sort();
+    locked.dedup();
+    sqlx::query("SELECT 1 FROM cap_usage WHERE tenant_id = ANY($1) ORDER BY tenant_id FOR UPDATE")
+        .bind(&locked)
+        .execute(&mut *conn)
+        .await?;
     let released = sqlx::query(
         "DELETE FROM cap_recipients c
          USING unnest($1::uuid[], $2::uuid[]) AS f(tenant_id, message_id)
