@@ -46,14 +46,59 @@ pub fn record_of(req: &SendRequest) -> Option<RecordRef> {
     let r = req.record.as_ref()?;
     let kind = RecordType::parse(r.kind.as_deref()?)?;
     let id = r.id.as_deref()?.trim();
-    (!id.is_empty() && id.len() <= 200).then(|| RecordRef {
+    (!id.is_empty() && id.len() <= 200 && !id.contains('\0')).then(|| RecordRef {
         kind,
         id: id.to_owned(),
     })
 }
 
+/// The first field holding a NUL character (`\u0000`): valid JSON, but PostgreSQL stores no
+/// NUL in text, and Meta would not show it.
+fn nul_field(req: &SendRequest) -> Option<String> {
+    let has = |s: &Option<String>| s.as_deref().is_some_and(|s| s.contains('\0'));
+    let named = [
+        ("to", &req.to),
+        ("user_id", &req.user_id),
+        ("sender", &req.sender),
+        ("text", &req.text),
+    ];
+    if let Some((field, _)) = named.iter().find(|(_, v)| has(v)) {
+        return Some((*field).to_owned());
+    }
+    if let Some(r) = &req.record
+        && (has(&r.id) || has(&r.kind))
+    {
+        return Some("record".into());
+    }
+    if let Some(t) = &req.template {
+        if has(&t.name) || has(&t.language) {
+            return Some("template".into());
+        }
+        let values: Vec<&String> = match &t.parameters {
+            Some(TemplateParameters::Positional(v)) => v.iter().collect(),
+            Some(TemplateParameters::Named(m)) => m.iter().flat_map(|(k, v)| [k, v]).collect(),
+            None => Vec::new(),
+        };
+        if values.iter().any(|v| v.contains('\0')) {
+            return Some("template.parameters".into());
+        }
+    }
+    req.merge_fields
+        .as_ref()?
+        .iter()
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        .map(|(k, _)| format!("merge_fields.{}", k.replace('\0', "")))
+}
+
 /// Checks every field; the first problem found is returned, naming its field.
 pub fn validate(req: SendRequest) -> Result<Draft, Problem> {
+    if let Some(field) = nul_field(&req) {
+        return Err(unprocessable(
+            "invalid_field",
+            &field,
+            format!("`{field}` must not contain the NUL character (\\u0000)"),
+        ));
+    }
     let to = match req.to.as_deref() {
         None | Some("") => {
             return Err(unprocessable(
@@ -224,6 +269,43 @@ mod tests {
             (p.code, p.field.as_deref()),
             ("missing_field", Some("template.name"))
         );
+    }
+
+    #[test]
+    fn a_nul_character_in_any_field_is_refused_naming_that_field() {
+        let base = json!({
+            "to": "+447400123456",
+            "record": {"type": "candidate", "id": "C-1"},
+            "template": {"name": "job_opportunity", "language": "en_GB"},
+            "merge_fields": {"KNOWNAS": "Anna"}
+        });
+        let mut cases = Vec::new();
+        let mut text = base.clone();
+        text.as_object_mut().unwrap().remove("template");
+        text.as_object_mut().unwrap().remove("merge_fields");
+        text["text"] = json!("hi\u{0}there");
+        cases.push((text, "text"));
+        let mut record = base.clone();
+        record["record"]["id"] = json!("C-\u{0}1");
+        cases.push((record, "record"));
+        let mut merge = base.clone();
+        merge["merge_fields"]["KNOWNAS"] = json!("An\u{0}na");
+        cases.push((merge, "merge_fields.KNOWNAS"));
+        let mut user = base;
+        user["user_id"] = json!("u\u{0}1");
+        cases.push((user, "user_id"));
+        for (body, field) in cases {
+            let p = validate(req(body)).unwrap_err();
+            assert_eq!((p.code, p.field.as_deref()), ("invalid_field", Some(field)));
+        }
+    }
+
+    #[test]
+    fn a_record_id_with_a_nul_names_no_record_to_file_a_rejection_in() {
+        let r = req(
+            json!({"to": "+447400123456", "record": {"type": "candidate", "id": "C\u{0}"}, "text": "x"}),
+        );
+        assert!(record_of(&r).is_none());
     }
 
     #[test]

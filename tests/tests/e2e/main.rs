@@ -13,6 +13,7 @@ mod cap_proof;
 mod delivery;
 mod deploy_files;
 mod faults;
+mod group_commit;
 mod notifications;
 mod observability;
 mod openapi;
