@@ -154,7 +154,13 @@ pub struct IngestSettings {
 pub struct WebhookSettings {
     /// Largest accepted webhook body (Meta sends up to 3 MB).
     pub max_body_bytes: usize,
+    /// Webhook deliveries unacknowledged at once, across the batches in flight.
     pub prefetch: u16,
+    /// Webhook deliveries applied together in one transaction.
+    pub batch_max: usize,
+    /// How long a batch waits to fill once it has its first delivery.
+    #[serde(with = "humantime_ms")]
+    pub batch_wait: Duration,
     /// How often the events outbox (`outbound_events`) is drained to `<p>.events` when nothing
     /// wakes the drainer sooner (rows written by other services, failed publishes).
     #[serde(with = "humantime_ms")]
@@ -218,7 +224,9 @@ impl Default for Settings {
             },
             webhooks: WebhookSettings {
                 max_body_bytes: 4 * 1024 * 1024,
-                prefetch: 32,
+                prefetch: 256,
+                batch_max: 64,
+                batch_wait: Duration::from_millis(5),
                 events_interval: Duration::from_secs(1),
             },
             monitor_interval: Duration::from_secs(10),

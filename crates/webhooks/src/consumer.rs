@@ -1,13 +1,15 @@
-//! The webhook consumer: takes raw verified bodies from `<p>.webhooks` and handles every entry,
-//! change, status and message in them, in one transaction per body. One bad item is kept raw in
-//! `dead_webhooks` and never stops the others. Notifications for upstream are written to the
-//! events outbox in the same transaction (the drainer publishes them), and the delivery is
-//! acked only after the commit.
+//! The webhook consumer: takes raw verified bodies from `<p>.webhooks` in batches of
+//! deliveries and handles every entry, change, status and message in them, in one transaction
+//! per batch. The status items of the whole batch are applied per tenant in one pass (one set
+//! of multi-row statements, see `statuses::apply`); inbound messages and field changes per body.
+//! One bad item is kept raw in `dead_webhooks` and never stops the others. Notifications for
+//! upstream are written to the events outbox in the same transaction (the drainer publishes
+//! them), and the deliveries are acked only after the commit.
 
 use crate::{
     fields, inbound, parking,
     payload::{self, Parsed},
-    statuses,
+    statuses::{self, StatusItem},
 };
 use lapin::{
     Channel,
@@ -15,11 +17,16 @@ use lapin::{
     options::{BasicAckOptions, BasicNackOptions},
 };
 use serde_json::Value;
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wafleet_core::{
     amqp::{self, Topology},
+    consume::Batching,
     contract::TENANT_HEADER,
     domain::TenantId,
 };
@@ -31,75 +38,151 @@ pub struct ConsumerCtx {
     pub events_ready: Arc<Notify>,
 }
 
-/// The seam: handles one raw body in one transaction. `Err` only when the database failed
-/// (the delivery is retried); anything wrong with the body itself is kept raw.
+/// An item kept raw: its tenant, why, and the item (`Value::Null`: the whole body).
+type Dead = (Option<TenantId>, String, Value);
+
+/// The seam: handles one raw body (a batch of one). `Err` only when the database failed (the
+/// delivery is retried); anything wrong with the body itself is kept raw.
 pub async fn handle(
     ctx: &ConsumerCtx,
     tenant_hint: Option<TenantId>,
     body: &[u8],
 ) -> Result<(), HandleError> {
+    handle_batch(ctx, &[(tenant_hint, body)]).await
+}
+
+/// Handles a batch of raw bodies in one transaction. `Err` only when the database failed
+/// (every delivery of the batch is retried); anything wrong with a body is kept raw.
+pub async fn handle_batch(
+    ctx: &ConsumerCtx,
+    bodies: &[(Option<TenantId>, &[u8])],
+) -> Result<(), HandleError> {
     let mut tx = ctx.pool.begin().await?;
-    let parsed = match serde_json::from_slice::<Value>(body) {
-        Ok(payload) => payload::parse(&mut tx, tenant_hint, &payload).await?,
-        Err(_) => Parsed {
-            dead: vec![(tenant_hint, "invalid_json".into(), Value::Null)],
-            ..Default::default()
-        },
-    };
-    let mut dead = parsed.dead;
-    for (tenant, items) in parsed.statuses {
-        crate::observe::statuses_received(&items);
+    let mut dead: Vec<(usize, Dead)> = Vec::new();
+    // Status items of the whole batch by tenant, each with the body it came in. Tenants in a
+    // fixed order, so two batches in flight lock their rows in the same order.
+    let mut statuses: BTreeMap<TenantId, Vec<(usize, StatusItem)>> = BTreeMap::new();
+    let mut others = Vec::with_capacity(bodies.len());
+    for (n, (hint, body)) in bodies.iter().enumerate() {
+        let parsed = match serde_json::from_slice::<Value>(body) {
+            Ok(payload) => payload::parse(&mut tx, *hint, &payload).await?,
+            Err(_) => Parsed {
+                dead: vec![(*hint, "invalid_json".into(), Value::Null)],
+                ..Default::default()
+            },
+        };
+        dead.extend(parsed.dead.into_iter().map(|d| (n, d)));
+        for (tenant, items) in parsed.statuses {
+            statuses
+                .entry(tenant)
+                .or_default()
+                .extend(items.into_iter().map(|i| (n, i)));
+        }
+        others.push((n, parsed.inbound, parsed.changes));
+    }
+    for (tenant, items) in statuses {
+        apply_statuses(&mut tx, tenant, items, &mut dead).await?;
+    }
+    for (n, inbound, changes) in others {
+        for (tenant, items) in inbound {
+            let result = isolated(&mut tx, async |sp| inbound::apply(sp, tenant, &items).await);
+            if let Err(reason) = result.await? {
+                dead.extend(items.into_iter().map(|i| {
+                    let why = format!("unstorable_message: {reason}");
+                    (n, (Some(tenant), why, i.content))
+                }));
+            }
+        }
+        for (tenant, change) in changes {
+            match isolated(&mut tx, async |sp| fields::apply(sp, tenant, &change).await).await? {
+                Ok(items) => dead.extend(items.into_iter().map(|(r, v)| (n, (Some(tenant), r, v)))),
+                Err(reason) => dead.push((
+                    n,
+                    (
+                        Some(tenant),
+                        format!("unstorable_change: {reason}"),
+                        change.raw,
+                    ),
+                )),
+            }
+        }
+    }
+    keep_dead(&mut tx, bodies, &dead).await?;
+    tx.commit().await?;
+    ctx.events_ready.notify_one();
+    Ok(())
+}
+
+/// Applies one tenant's status items of the batch in one pass. If PostgreSQL refuses the data,
+/// each body's items are applied again on their own, so one bad item spoils only its body's.
+async fn apply_statuses(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    items: Vec<(usize, StatusItem)>,
+    dead: &mut Vec<(usize, Dead)>,
+) -> Result<(), sqlx::Error> {
+    let all: Vec<StatusItem> = items.iter().map(|(_, i)| i.clone()).collect();
+    crate::observe::statuses_received(&all);
+    if isolated(tx, async |sp| statuses::apply(sp, tenant, all, true).await)
+        .await?
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let mut by_body: HashMap<usize, Vec<StatusItem>> = HashMap::new();
+    for (n, item) in items {
+        by_body.entry(n).or_default().push(item);
+    }
+    for (n, items) in by_body {
         let raw: Vec<Value> = items.iter().map(|i| i.raw.clone()).collect();
-        let result = isolated(&mut tx, async |sp| {
+        let result = isolated(tx, async |sp| {
             statuses::apply(sp, tenant, items, true).await
         });
         if let Err(reason) = result.await? {
             dead.extend(
                 raw.into_iter()
-                    .map(|r| (Some(tenant), format!("unstorable_status: {reason}"), r)),
+                    .map(|r| (n, (Some(tenant), format!("unstorable_status: {reason}"), r))),
             );
         }
     }
-    for (tenant, items) in parsed.inbound {
-        let result = isolated(&mut tx, async |sp| inbound::apply(sp, tenant, &items).await);
-        if let Err(reason) = result.await? {
-            dead.extend(items.into_iter().map(|i| {
-                (
-                    Some(tenant),
-                    format!("unstorable_message: {reason}"),
-                    i.content,
-                )
-            }));
-        }
+    Ok(())
+}
+
+/// Stores the items kept raw, in one statement: malformed JSON keeps the whole body, anything
+/// else the offending item.
+async fn keep_dead(
+    tx: &mut sqlx::PgConnection,
+    bodies: &[(Option<TenantId>, &[u8])],
+    dead: &[(usize, Dead)],
+) -> Result<(), sqlx::Error> {
+    if dead.is_empty() {
+        return Ok(());
     }
-    for (tenant, change) in parsed.changes {
-        match isolated(&mut tx, async |sp| fields::apply(sp, tenant, &change).await).await? {
-            Ok(items) => dead.extend(items.into_iter().map(|(r, v)| (Some(tenant), r, v))),
-            Err(reason) => dead.push((
-                Some(tenant),
-                format!("unstorable_change: {reason}"),
-                change.raw,
-            )),
-        }
-    }
-    for (tenant, reason, item) in &dead {
-        // Malformed JSON keeps the whole body; otherwise the offending item.
-        let raw = if item.is_null() {
-            body.to_vec()
-        } else {
-            serde_json::to_vec(item).unwrap_or_default()
-        };
-        sqlx::query("INSERT INTO dead_webhooks (tenant_id, reason, body) VALUES ($1, $2, $3)")
-            .bind(tenant)
-            .bind(reason)
-            .bind(raw)
-            .execute(&mut *tx)
-            .await?;
-        metrics::counter!("wafleet_webhook_dead_items_total", "reason" => reason.clone())
+    let tenants: Vec<Option<uuid::Uuid>> = dead.iter().map(|(_, d)| d.0.map(|t| t.0)).collect();
+    let reasons: Vec<&str> = dead.iter().map(|(_, d)| d.1.as_str()).collect();
+    let raws: Vec<Vec<u8>> = dead
+        .iter()
+        .map(|(n, (_, _, item))| {
+            if item.is_null() {
+                bodies[*n].1.to_vec()
+            } else {
+                serde_json::to_vec(item).unwrap_or_default()
+            }
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO dead_webhooks (tenant_id, reason, body)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])",
+    )
+    .bind(&tenants)
+    .bind(&reasons)
+    .bind(&raws)
+    .execute(&mut *tx)
+    .await?;
+    for reason in reasons {
+        metrics::counter!("wafleet_webhook_dead_items_total", "reason" => reason.to_owned())
             .increment(1);
     }
-    tx.commit().await?;
-    ctx.events_ready.notify_one();
     Ok(())
 }
 
@@ -117,6 +200,9 @@ async fn isolated<T>(
             sp.commit().await?;
             Ok(Ok(v))
         }
+        // A deadlock or serialization failure says nothing about the data: the whole batch is
+        // retried (the deliveries are requeued), the item is never filed as unusable.
+        Err(err) if wafleet_core::db::is_transient(&err) => Err(err),
         Err(sqlx::Error::Database(err)) => {
             sp.rollback().await?;
             tracing::warn!(error = %err, "a webhook item was refused by the database; kept raw");
@@ -132,47 +218,63 @@ pub enum HandleError {
     Database(#[from] sqlx::Error),
 }
 
-/// Consumes `<p>.webhooks` until cancelled.
+/// Consumes `<p>.webhooks` until cancelled, in batches of deliveries.
 pub async fn run(
     ctx: Arc<ConsumerCtx>,
     channel: Channel,
-    prefetch: u16,
+    batching: Batching,
     cancel: CancellationToken,
 ) -> Result<(), lapin::Error> {
     let queue = ctx.topology.webhooks_queue();
-    wafleet_core::consume::consume_concurrently(
+    wafleet_core::consume::consume_batches(
         &channel,
         &queue,
         "wafleet-webhooks",
-        prefetch,
+        batching,
         cancel,
-        |delivery| process(&ctx, delivery),
+        |deliveries| process(ctx.clone(), deliveries),
     )
     .await
 }
 
 #[tracing::instrument(name = "process wafleet.webhooks", skip_all, fields(
     otel.kind = "consumer", messaging.system = "rabbitmq", messaging.operation.type = "process",
+    messaging.batch.message_count = deliveries.len(),
 ))]
-async fn process(ctx: &ConsumerCtx, delivery: Delivery) {
-    amqp::adopt_trace_context(&tracing::Span::current(), &delivery.properties);
-    amqp::record_consumer_lag("webhooks", &delivery.properties);
-    let hint = amqp::header_str(&delivery.properties, TENANT_HEADER).and_then(|t| t.parse().ok());
-    let result = match handle(ctx, hint, &delivery.data).await {
-        Ok(()) => delivery.ack(BasicAckOptions::default()).await,
-        Err(err) => {
-            tracing::warn!(error = %err, "webhook could not be applied now; will retry");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await
+async fn process(ctx: Arc<ConsumerCtx>, deliveries: Vec<Delivery>) {
+    if let Some(first) = deliveries.first() {
+        amqp::adopt_trace_context(&tracing::Span::current(), &first.properties);
+    }
+    let bodies: Vec<(Option<TenantId>, &[u8])> = deliveries
+        .iter()
+        .map(|d| {
+            amqp::record_consumer_lag("webhooks", &d.properties);
+            amqp::link_trace_context(&tracing::Span::current(), &d.properties);
+            let hint = amqp::header_str(&d.properties, TENANT_HEADER).and_then(|t| t.parse().ok());
+            (hint, d.data.as_slice())
+        })
+        .collect();
+    metrics::histogram!("wafleet_webhook_batch_size").record(bodies.len() as f64);
+    let handled = handle_batch(&ctx, &bodies).await;
+    if let Err(err) = &handled {
+        tracing::warn!(error = %err, n = deliveries.len(), "webhooks could not be applied now; will retry");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    for delivery in deliveries {
+        let result = match handled {
+            Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+            Err(_) => {
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+            }
+        };
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "could not settle a webhook delivery; it will be redelivered");
         }
-    };
-    if let Err(err) = result {
-        tracing::warn!(error = %err, "could not settle a webhook delivery; it will be redelivered");
     }
 }
 

@@ -125,7 +125,11 @@ impl Application {
         let consume = tasks.spawn(consumer::run(
             self.consumer.clone(),
             self.consume_channel,
-            self.settings.webhooks.prefetch,
+            wafleet_core::consume::Batching {
+                prefetch: self.settings.webhooks.prefetch,
+                max: self.settings.webhooks.batch_max,
+                wait: self.settings.webhooks.batch_wait,
+            },
             cancel.clone(),
         ));
         // The drainer stops after the consumer, so events of the last deliveries still leave.

@@ -110,6 +110,9 @@ pub async fn apply(
     dedupe: bool,
 ) -> Result<usize, sqlx::Error> {
     let mut items = items;
+    // Receipts are inserted in a fixed order, so two batches in flight that share items (Meta's
+    // duplicates) wait on each other's keys in the same order, never crosswise.
+    items.sort_by(|a, b| (&a.wamid, &a.status).cmp(&(&b.wamid, &b.status)));
     if dedupe {
         items = parking::fresh_only(tx, tenant, items).await?;
     }
