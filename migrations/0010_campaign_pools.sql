@@ -6,3 +6,9 @@
 -- `messages.sender_id` / `phone_number_id`, so the feeder windows and rates each number apart.
 
 ALTER TABLE campaigns ADD COLUMN senders text[];
+
+-- A raised messaging limit releases the messages held for it (`deferred: messaging_limit`) at
+-- once. The change that raises it also stamps `limit_raised_at`, so the deferred releaser can
+-- catch a hold the dispatcher decided under the old limit but recorded just after the raise
+-- (its `updated_at`, the dispatch batch's start, is then no later than the raise).
+ALTER TABLE tenant_settings ADD COLUMN limit_raised_at timestamptz;

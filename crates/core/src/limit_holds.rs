@@ -7,9 +7,21 @@
 //! takes them on its next tick (single sends straight to their shard, bulk back to the feeder,
 //! which releases them within each sender's window), and the dispatcher's cap decides again
 //! under the new limit. Lowering the limit changes no hold.
+//!
+//! A dispatch batch that read the old limit may record its hold just after the raise committed,
+//! out of reach of the raise's own update. The raise therefore stamps
+//! `tenant_settings.limit_raised_at`, and the releaser sweeps (`sweep_recent_raises`) for a
+//! while after it: a hold no newer than the raise (its `updated_at` is its batch's start) was
+//! decided under the old limit and becomes due too. A hold the new limit decided is newer and
+//! stays; one decided under the new limit by a batch that started before the raise is released
+//! once more and held again, which costs one round.
 
 use crate::{domain::TenantId, policy::cap::Limit};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
+
+/// How long after a raise the releaser still looks for holds decided under the old limit: far
+/// longer than a dispatch batch takes from reading the limit to recording its outcomes.
+pub const RAISE_SWEEP_FOR: Duration = Duration::minutes(10);
 
 /// The cap's limits before or after a settings change: the whole limit and the bulk share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +66,11 @@ pub async fn release_on_raise(
     tenant: TenantId,
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
+    sqlx::query("UPDATE tenant_settings SET limit_raised_at = $2 WHERE tenant_id = $1")
+        .bind(tenant)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     let released = sqlx::query(
         "UPDATE messages SET not_before = LEAST($2, updated_at)
          WHERE tenant_id = $1 AND state = 'deferred' AND reason = 'messaging_limit'
@@ -61,12 +78,41 @@ pub async fn release_on_raise(
     )
     .bind(tenant)
     .bind(now)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     if released > 0 {
         metrics::counter!(crate::metrics::LIMIT_HOLDS_RELEASED).increment(released);
         tracing::info!(tenant = %tenant, released, "messaging limit raised: held messages due now");
+    }
+    Ok(released)
+}
+
+/// The releaser's sweep after recent raises: a `messaging_limit` hold no newer than its
+/// tenant's last raise (within `RAISE_SWEEP_FOR` of `now`) becomes due. Cross-tenant by design
+/// (an operator task); each message is matched to its own tenant's raise. Returns how many.
+pub async fn sweep_recent_raises(
+    pool: &sqlx::PgPool,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let released = sqlx::query(
+        "UPDATE messages m SET not_before = LEAST($1, m.updated_at)
+         FROM tenant_settings s
+         WHERE s.limit_raised_at > $2
+           AND m.tenant_id = s.tenant_id AND m.state = 'deferred' AND m.reason = 'messaging_limit'
+           AND m.updated_at <= s.limit_raised_at AND m.not_before > LEAST($1, m.updated_at)",
+    )
+    .bind(now)
+    .bind(now - RAISE_SWEEP_FOR)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if released > 0 {
+        metrics::counter!(crate::metrics::LIMIT_HOLDS_RELEASED).increment(released);
+        tracing::info!(
+            released,
+            "holds decided under a limit since raised: due now"
+        );
     }
     Ok(released)
 }

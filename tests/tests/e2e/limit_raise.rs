@@ -119,3 +119,38 @@ async fn metas_tier_upgrade_by_webhook_sends_a_message_held_for_the_limit_at_onc
     assert_eq!(limits["tier"], 2000);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_hold_decided_under_the_old_limit_but_recorded_after_the_raise_is_sent_too() {
+    // Arrange: the held message is still with a dispatcher (as if its batch had read the old
+    // limit and not yet recorded the hold) when the limit is raised.
+    let (t, _clock, held) =
+        one_sent_one_held("UPDATE tenant_settings SET tier_override = 1 WHERE tenant_id = $1")
+            .await;
+    let id = id_of(&held);
+    let set_state = |state: &'static str| {
+        sqlx::query("UPDATE messages SET state = $3 WHERE tenant_id = $1 AND id = $2::uuid")
+            .bind(t.tenant_id)
+            .bind(id.clone())
+            .bind(state)
+            .execute(&t.pool)
+    };
+    set_state("dispatching").await.unwrap();
+    let (status, settings) = t
+        .admin(
+            Method::PUT,
+            "/v1/settings",
+            Some(json!({"tier_override": 2000})),
+        )
+        .await;
+    assert_eq!(status, 200, "{settings}");
+
+    // Act: the batch records its hold, 24 h away, after the raise committed.
+    set_state("deferred").await.unwrap();
+
+    // Assert
+    t.wait_for_message(&id, "the late hold sent after the raise", sent_or_later)
+        .await;
+    assert_eq!(t.sends_for(&id).await.len(), 1, "sent once");
+    t.stop().await;
+}
