@@ -111,6 +111,67 @@ async fn a_pooled_campaign_sends_each_recipient_once_from_a_stable_number_and_us
 }
 
 #[tokio::test]
+async fn each_number_of_a_pool_sends_at_its_own_rate() {
+    // Arrange: the company's number slowed to 4/s, a second one at the default 80/s.
+    let t = TestFleet::start().await;
+    let slow = t.phone_number_id.clone();
+    let fast = t.add_sender(26, "+442071838726").await;
+    let (_, senders) = t.get("/v1/senders").await;
+    let slow_id = senders["senders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["phone_number_id"] == json!(slow))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = t
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/v1/senders/{slow_id}"),
+            Some(json!({"rate_mps": 4})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let to = numbers(600, 30);
+    let mut body = campaign_body("two-rates", &to);
+    body["senders"] = json!([slow, fast]);
+
+    // Act
+    let (status, created) = t.create_campaign(&body, None).await;
+
+    // Assert: the fast number's share is done while the slow one is still sending.
+    assert_eq!(status, StatusCode::ACCEPTED, "{created:#}");
+    let id = id_of(&created);
+    let part = |c: &Value, number: &str| {
+        c["per_sender"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["sender"] == json!(number))
+            .cloned()
+            .unwrap()
+    };
+    let midway = t
+        .wait_for_campaign(&id, "the fast number's share sent", |c| {
+            let f = part(c, &fast);
+            f["pending"] == 0 && sent_or_later(&f) > 0
+        })
+        .await;
+    let slow_part = part(&midway, &slow);
+    assert!(slow_part["pending"].as_i64().unwrap() > 0, "{midway:#}");
+    assert_eq!(slow_part["sender_rate"], 4);
+    assert_eq!(midway["sender_rate"], 84, "4/s and 80/s");
+    assert!(midway["eta"].is_string(), "{midway:#}");
+    t.wait_for_campaign(&id, "the slow number's share sent too", |c| {
+        sent_or_later(c) == 30
+    })
+    .await;
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn a_pool_takes_only_the_companys_approved_numbers_and_not_sender_and_senders_at_once() {
     let t = TestFleet::start().await;
     let a = t.phone_number_id.clone();
