@@ -1,6 +1,6 @@
 //! Campaign knowledge shared by ingest (the campaign API) and the dispatcher (the feeder): the
 //! campaign statuses, the tenant's quiet-time rule as stored, and the ETA estimate — a pure
-//! function of what is left, the sender's rate, quiet time and the cap's bulk share.
+//! function of what is left, the senders' rates, quiet time and the cap's bulk share.
 
 use crate::{
     domain::TenantId,
@@ -131,6 +131,30 @@ pub fn estimate_eta(
     None
 }
 
+/// When a sender pool's pending bulk will have been sent. `shares` is (pending, rate) per
+/// number: each number drains its own recipients at its own rate, and all of them share the
+/// tenant's quiet time and the cap's bulk share. The later of the slowest number on its own
+/// and the whole pool at the summed rate under the cap; `None` as for `estimate_eta`.
+pub fn estimate_pool_eta(
+    shares: &[(u64, u32)],
+    quiet: Option<&QuietRule>,
+    usage: &Usage,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let busy: Vec<&(u64, u32)> = shares.iter().filter(|(pending, _)| *pending > 0).collect();
+    let total: u64 = busy.iter().map(|(pending, _)| pending).sum();
+    let rate = busy
+        .iter()
+        .map(|(_, rate)| (*rate).max(1))
+        .fold(0u32, u32::saturating_add);
+    let whole = estimate_eta(total, rate, quiet, usage, now)?;
+    let mut slowest = whole;
+    for (pending, rate) in busy {
+        slowest = slowest.max(estimate_eta(*pending, *rate, quiet, usage, now)?);
+    }
+    Some(slowest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +216,29 @@ mod tests {
         let eta = estimate_eta(500, 80, None, &u, at(12, 0)).unwrap();
         // 225 now, 225 a day later, the last 50 two days later.
         assert!(eta >= at(12, 0) + Duration::days(2), "{eta}");
+    }
+
+    #[test]
+    fn a_pool_sends_at_the_sum_of_its_rates_but_waits_for_its_busiest_number() {
+        let unlimited = usage(Limit::Unlimited, 0, None);
+        // 3 numbers at 80/s, 2,400 each: 30 s, as one number at 240/s.
+        let even = estimate_pool_eta(&[(2400, 80); 3], None, &unlimited, at(12, 0));
+        assert_eq!(even, Some(at(12, 0) + Duration::seconds(30)));
+        // One number holds 4,000 at 80/s: 50 s, however idle the others are.
+        let uneven = estimate_pool_eta(
+            &[(4000, 80), (100, 80), (0, 80)],
+            None,
+            &unlimited,
+            at(12, 0),
+        );
+        assert_eq!(uneven, Some(at(12, 0) + Duration::seconds(50)));
+    }
+
+    #[test]
+    fn a_pool_shares_one_cap() {
+        // 225 bulk slots a day shared by two numbers: 450 recipients take two days, not one.
+        let u = usage(Limit::Limited(250), 0, None);
+        let eta = estimate_pool_eta(&[(225, 80), (225, 80)], None, &u, at(12, 0)).unwrap();
+        assert!(eta >= at(12, 0) + Duration::days(1), "{eta}");
     }
 }

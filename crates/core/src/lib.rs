@@ -12,6 +12,7 @@ pub mod db;
 pub mod dead_letters;
 pub mod domain;
 pub mod http;
+pub mod limit_holds;
 pub mod metrics;
 pub mod monitor;
 pub mod policy;

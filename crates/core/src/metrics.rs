@@ -67,6 +67,8 @@ pub const FEEDER_HELD: &str = "wafleet_feeder_held_total";
 /// Counter `{reason}` (`not_after_passed`, `campaign_cancelled`): held bulk messages ended
 /// without reaching a shard (expired, cancelled).
 pub const BULK_ENDED: &str = "wafleet_bulk_ended_total";
+/// Counter: `messaging_limit` holds made due at once because the limit was raised.
+pub const LIMIT_HOLDS_RELEASED: &str = "wafleet_limit_holds_released_total";
 
 /// Registers help texts and units once per process (Prometheus `# HELP` lines).
 pub fn describe() {
@@ -114,6 +116,10 @@ pub fn describe() {
         );
         describe_counter!(FEEDER_HELD, "Feeder rounds that held a sender's bulk back");
         describe_counter!(BULK_ENDED, "Held bulk messages expired or cancelled");
+        describe_counter!(
+            LIMIT_HOLDS_RELEASED,
+            "Messaging-limit holds made due at once by a raised limit"
+        );
     });
 }
 

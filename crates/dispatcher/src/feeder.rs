@@ -105,7 +105,9 @@ impl Feeder {
             };
             // `None`: held for the whole tenant this round (quiet time, no cap headroom).
             let Some(allowance) = allowance else { continue };
-            let released = self.feed_sender(&phone_number_id, allowance, now).await?;
+            let released = self
+                .feed_sender(&phone_number_id, tenant, allowance, now)
+                .await?;
             if let Some(a) = tenants.get_mut(&tenant).and_then(Option::as_mut) {
                 *a = (*a - released as i64).max(0);
             }
@@ -178,10 +180,12 @@ impl Feeder {
         Ok(rows.into_iter().map(|(p, t, n)| (p, (t, n))).collect())
     }
 
-    /// Tops up one sender's window (at most `allowance` messages); returns how many left.
+    /// Tops up one sender's window (at most `allowance` messages); returns how many left. Each
+    /// number of a campaign's sender pool is a sender here: its own window at its own rate.
     async fn feed_sender(
         &self,
         phone_number_id: &str,
+        tenant: TenantId,
         allowance: i64,
         now: DateTime<Utc>,
     ) -> Result<usize, sqlx::Error> {
@@ -197,12 +201,14 @@ impl Feeder {
             return Ok(0);
         }
         let (in_flight, rate_mps): (i64, Option<i32>) = sqlx::query_as(
-            "SELECT count(*), (SELECT rate_mps FROM senders WHERE phone_number_id = $1)
+            "SELECT count(*),
+                    (SELECT rate_mps FROM senders WHERE tenant_id = $2 AND phone_number_id = $1)
              FROM messages
              WHERE kind = 'bulk' AND state IN ('queued', 'dispatching') AND published_at IS NOT NULL
-               AND phone_number_id = $1",
+               AND phone_number_id = $1 AND tenant_id = $2",
         )
         .bind(phone_number_id)
+        .bind(tenant)
         .fetch_one(&mut *tx)
         .await?;
         let room = (self.capacity(rate_mps) - in_flight).min(allowance);
@@ -212,7 +218,7 @@ impl Feeder {
         }
         let rows: Vec<(MessageId, TenantId)> = sqlx::query_as(
             "SELECT m.id, m.tenant_id FROM messages m
-             WHERE m.phone_number_id = $1 AND m.kind = 'bulk' AND m.state = 'queued'
+             WHERE m.phone_number_id = $1 AND m.tenant_id = $4 AND m.kind = 'bulk' AND m.state = 'queued'
                AND m.published_at IS NULL
                AND (m.not_after IS NULL OR m.not_after > $3)
                AND (m.campaign_id IS NULL OR EXISTS (
@@ -224,6 +230,7 @@ impl Feeder {
         .bind(phone_number_id)
         .bind(room)
         .bind(now)
+        .bind(tenant)
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
@@ -243,12 +250,14 @@ impl Feeder {
         // The release starts the message's event trail (campaign intake writes no events).
         sqlx::query(
             "WITH released AS (
-                 UPDATE messages SET published_at = $2 WHERE id = ANY($1) RETURNING id, tenant_id)
+                 UPDATE messages SET published_at = $2 WHERE tenant_id = $3 AND id = ANY($1)
+                 RETURNING id, tenant_id)
              INSERT INTO message_events (message_id, tenant_id, state, reason, at)
              SELECT id, tenant_id, 'queued', 'released', $2 FROM released",
         )
         .bind(&released)
         .bind(now)
+        .bind(tenant)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -13,6 +13,9 @@
 //! A due BULK hold is not published: it goes back to the feeder (`queued`, unpublished), which
 //! releases it within its sender's window, so released bulk never floods a shard.
 //!
+//! A raised messaging limit makes `messaging_limit` holds due at once (`core::limit_holds`);
+//! each tick first sweeps for holds recorded just after such a raise under the old limit.
+//!
 //! Each tick takes up to `releaser_batch` due holds with `FOR UPDATE SKIP LOCKED` (several
 //! dispatcher processes never release the same row), publishes each to its shard with publisher
 //! confirms, and only then marks the confirmed ones `queued` in the same transaction. A publish
@@ -28,6 +31,7 @@ use wafleet_core::{
     clock::SharedClock,
     contract::DispatchEnvelope,
     domain::{MessageId, TenantId},
+    limit_holds,
 };
 
 /// Why a release round failed; the next tick tries again.
@@ -60,6 +64,9 @@ pub async fn run(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
+        }
+        if let Err(err) = limit_holds::sweep_recent_raises(&pool, clock.now()).await {
+            tracing::warn!(error = %err, "could not sweep holds after a raised limit; next tick");
         }
         loop {
             match release_due(&pool, &publisher, &topology, &clock, batch).await {

@@ -41,8 +41,12 @@ pub enum CampaignCommand {
         #[arg(long)]
         language: String,
         /// A sender's phone number id (default: the company's sender).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "senders")]
         sender: Option<String>,
+        /// A pool of senders: phone number ids separated by commas, or `all` for every
+        /// approved company sender. Each recipient sticks to one number of the pool.
+        #[arg(long, value_delimiter = ',', num_args = 1..)]
+        senders: Vec<String>,
         /// Recipients not sent by then end expired (RFC 3339).
         #[arg(long)]
         not_after: Option<chrono::DateTime<chrono::Utc>>,
@@ -78,13 +82,14 @@ impl CampaignCommand {
                 template,
                 language,
                 sender,
+                senders,
                 not_after,
                 idempotency_key,
                 file,
             } => {
                 let header = json!({
                     "name": name, "template": {"name": template, "language": language},
-                    "sender": sender, "not_after": not_after,
+                    "sender": sender, "senders": senders_field(&senders), "not_after": not_after,
                 });
                 let body = ndjson_body(&header, &file)?;
                 let created = client
@@ -108,6 +113,9 @@ impl CampaignCommand {
             Self::Status { id, follow: false } => {
                 let c = client.get(&format!("/v1/campaigns/{id}")).await?;
                 println!("{}", summary(&c));
+                for line in per_sender(&c) {
+                    println!("  {line}");
+                }
                 Ok(())
             }
             Self::Status { id, follow: true } => follow(&client, id).await,
@@ -131,6 +139,36 @@ impl CampaignCommand {
             Self::Cancel { id } => client.action(id, "cancel").await,
         }
     }
+}
+
+/// `senders` in the campaign header: absent (null) when none was given, `"all"`, or the list.
+fn senders_field(senders: &[String]) -> Value {
+    match senders {
+        [] => Value::Null,
+        [all] if all.eq_ignore_ascii_case("all") => json!("all"),
+        list => json!(list),
+    }
+}
+
+/// One line per number of a pooled campaign (nothing for a campaign of one number).
+fn per_sender(c: &Value) -> Vec<String> {
+    let numbers = c["per_sender"].as_array().cloned().unwrap_or_default();
+    if numbers.len() < 2 {
+        return Vec::new();
+    }
+    numbers
+        .iter()
+        .map(|s| {
+            format!(
+                "sender {}  pending={}  rate={:.1}/s of {}/s  eta={}",
+                s["sender"].as_str().unwrap_or_default(),
+                s["pending"],
+                s["current_rate"].as_f64().unwrap_or(0.0),
+                s["sender_rate"],
+                s["eta"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect()
 }
 
 /// The NDJSON body: the header line, then the file's recipients one per line.
@@ -317,5 +355,20 @@ impl Client {
             body["messages_changed"]
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_is_given_as_a_list_or_all_and_one_sender_as_before() {
+        assert_eq!(senders_field(&[]), Value::Null);
+        assert_eq!(senders_field(&["all".into()]), json!("all"));
+        assert_eq!(
+            senders_field(&["1601".into(), "1602".into()]),
+            json!(["1601", "1602"])
+        );
     }
 }

@@ -1,12 +1,16 @@
 //! Sender and account health from Meta: `phone_number_quality_update` (quality, throughput
 //! upgrade, tier), `phone_number_name_update` (display-name decision),
 //! `business_capability_update` (the portfolio's messaging tier) and `account_update`
-//! (restrictions that halt the account's business-initiated sending).
+//! (restrictions that halt the account's business-initiated sending). A raised tier makes the
+//! messages held for the messaging limit due at once (`core::limit_holds`).
 
 use crate::fields::{FieldChange, is_newest, str_at, unix_time};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use wafleet_core::domain::TenantId;
+use wafleet_core::{
+    domain::TenantId,
+    limit_holds::{self, Limits},
+};
 
 /// Throughput of a number after Meta's `THROUGHPUT_UPGRADE` (messages per second).
 const UPGRADED_MPS: i32 = 1000;
@@ -50,15 +54,36 @@ async fn set_tier(
     if !is_newest(tx, tenant, "meta_tier", at).await? {
         return Ok(());
     }
-    sqlx::query(
+    // The limits before, with the row locked so a concurrent admin change can't slip between
+    // this read and the update (no row yet: Meta's default tier and the default reserve).
+    let before: Option<(Option<i32>, Option<i32>, i32)> = sqlx::query_as(
+        "SELECT meta_tier, tier_override, bulk_reserve_percent FROM tenant_settings
+         WHERE tenant_id = $1 FOR UPDATE",
+    )
+    .bind(tenant)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (after,): (Option<i32>,) = sqlx::query_as(
         "INSERT INTO tenant_settings (tenant_id, meta_tier) VALUES ($1, $2)
-         ON CONFLICT (tenant_id) DO UPDATE SET meta_tier = EXCLUDED.meta_tier, updated_at = now()",
+         ON CONFLICT (tenant_id) DO UPDATE SET meta_tier = EXCLUDED.meta_tier, updated_at = now()
+         RETURNING tier_override",
     )
     .bind(tenant)
     .bind(tier)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
     tracing::info!(tenant = %tenant, tier, "messaging tier updated by Meta");
+    let (meta_before, tier_override, reserve) = before.unwrap_or((None, after, 10));
+    let raised = Limits::of(meta_before, tier_override, reserve).raised_by(Limits::of(
+        Some(tier),
+        tier_override,
+        reserve,
+    ));
+    if raised {
+        // The webhooks service has no injected clock: `release_on_raise` never sets a time
+        // later than the hold's own, so the dispatcher's releaser finds it due either way.
+        limit_holds::release_on_raise(tx, tenant, Utc::now()).await?;
+    }
     Ok(())
 }
 

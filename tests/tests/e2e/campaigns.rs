@@ -214,6 +214,7 @@ async fn an_operator_creates_a_campaign_from_a_csv_file_and_cancels_it_from_the_
         template: "job_opportunity".into(),
         language: "en_GB".into(),
         sender: None,
+        senders: Vec::new(),
         not_after: None,
         idempotency_key: Some("cli-1".into()),
         file: file.clone(),

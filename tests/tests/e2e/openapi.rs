@@ -142,6 +142,17 @@ async fn the_bodies_the_server_returns_have_the_documented_shape() {
         .await;
     assert_eq!(sent, 202, "{accepted}");
     let message = format!("/v1/messages/{}", accepted["id"].as_str().unwrap());
+    let mut pooled = wafleet_tests::campaigns::campaign_body(
+        "documented",
+        &wafleet_tests::campaigns::numbers(900, 2),
+    );
+    pooled["senders"] = json!([t.phone_number_id]);
+    let (created, campaign) = t
+        .admin(Method::POST, "/v1/campaigns", Some(pooled.clone()))
+        .await;
+    assert_eq!(created, 202, "{campaign}");
+    let campaign = format!("/v1/campaigns/{}", campaign["id"].as_str().unwrap());
+    pooled["name"] = json!("documented too");
     let quiet = json!({"quiet_time": {"days": ["sat"], "zone": "Europe/London", "start": "20:00", "end": "08:00"}});
     let calls = [
         (
@@ -167,6 +178,9 @@ async fn the_bodies_the_server_returns_have_the_documented_shape() {
         (Method::GET, "/v1/circuits", None),
         (Method::GET, "/v1/dead-letters", None),
         (Method::GET, &message, None),
+        (Method::POST, "/v1/campaigns", Some(pooled)),
+        (Method::GET, &campaign, None),
+        (Method::GET, "/v1/campaigns", None),
         (Method::GET, "/v1/records/candidate/C-1/messages", None),
     ];
 

@@ -1,20 +1,19 @@
-//! A campaign's progress and its controls. Pause moves the campaign's waiting messages (held
-//! or released but not yet claimed by a dispatcher) to `deferred: campaign_paused`, which
-//! neither the feeder, the releaser nor a dispatcher's claim touches; resume gives them back
-//! to the feeder; cancel ends everything not yet dispatched as `cancelled`. Each is one
-//! statement over the campaign's rows, with their events, in one transaction with the status.
+//! A campaign as listed, and its controls (its progress is `progress`). Pause moves the
+//! campaign's waiting messages (held or released but not yet claimed by a dispatcher) to
+//! `deferred: campaign_paused`, which neither the feeder, the releaser nor a dispatcher's
+//! claim touches; resume gives them back to the feeder; cancel ends everything not yet
+//! dispatched as `cancelled`. Each is one statement over the campaign's rows, with their
+//! events, in one transaction with the status.
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
-use std::collections::BTreeMap;
 use wafleet_core::{
-    campaign::{self, Hold, PAUSED_REASON, status},
+    campaign::{PAUSED_REASON, status},
     domain::{TenantId, state},
     http::Problem,
     metrics::BULK_ENDED,
-    policy::cap,
 };
 
 /// A campaign as listed.
@@ -25,8 +24,11 @@ pub struct CampaignRow {
     pub status: String,
     pub template_name: String,
     pub template_language: String,
+    /// The campaign's (first) sender's phone number id.
     #[serde(rename = "sender")]
     pub phone_number_id: String,
+    /// Every number it sends from (one, unless it was created with `senders`).
+    pub senders: Vec<String>,
     pub user_id: Option<String>,
     pub not_after: Option<DateTime<Utc>>,
     pub recipients_given: i32,
@@ -37,37 +39,20 @@ pub struct CampaignRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, name, status, template_name, template_language, phone_number_id, user_id, \
-    not_after, recipients_given, accepted, rejected, duplicates, created_at, updated_at";
+const COLUMNS: &str = "id, name, status, template_name, template_language, phone_number_id, \
+    COALESCE(senders, ARRAY[phone_number_id]) AS senders, user_id, not_after, recipients_given, \
+    accepted, rejected, duplicates, created_at, updated_at";
 
-/// States a campaign message is still waiting in (not yet handed to Meta).
-const WAITING: [&str; 3] = [state::ACCEPTED, state::QUEUED, state::DEFERRED];
-
-/// A campaign's progress.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct CampaignStatus {
-    #[serde(flatten)]
-    pub campaign: CampaignRow,
-    /// Messages per state (including those joined over AMQP intake).
-    pub counts: BTreeMap<String, i64>,
-    /// Messages not yet handed to Meta.
-    pub pending: i64,
-    /// Dispatch attempts per second over the last minute.
-    pub current_rate: f64,
-    /// The sender's rate the feeder keeps.
-    pub sender_rate: u32,
-    /// What holds the campaign back now, if anything.
-    pub held_by: Option<Hold>,
-    /// When the last pending message should be sent, given the rate, quiet time and the cap
-    /// (null when nothing is pending, or while paused or cancelled).
-    pub eta: Option<DateTime<Utc>>,
-}
-
-fn not_found() -> Problem {
+pub(super) fn not_found() -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "not_found", "no such campaign")
 }
 
-async fn row(pool: &PgPool, tenant: TenantId, id: uuid::Uuid) -> Result<CampaignRow, Problem> {
+/// The campaign row, or `404`.
+pub(super) async fn row(
+    pool: &PgPool,
+    tenant: TenantId,
+    id: uuid::Uuid,
+) -> Result<CampaignRow, Problem> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM campaigns WHERE tenant_id = $1 AND id = $2"
     )))
@@ -76,76 +61,6 @@ async fn row(pool: &PgPool, tenant: TenantId, id: uuid::Uuid) -> Result<Campaign
     .fetch_optional(pool)
     .await?
     .ok_or_else(not_found)
-}
-
-/// Progress, rate and ETA of one campaign. `default_rate` is the rate of a sender without its
-/// own `rate_mps`.
-pub async fn status_of(
-    pool: &PgPool,
-    tenant: TenantId,
-    id: uuid::Uuid,
-    default_rate: u32,
-    now: DateTime<Utc>,
-) -> Result<CampaignStatus, Problem> {
-    let mut campaign = row(pool, tenant, id).await?;
-    let own_rate: Option<i32> = sqlx::query_scalar(
-        "SELECT rate_mps FROM senders WHERE tenant_id = $1 AND phone_number_id = $2",
-    )
-    .bind(tenant)
-    .bind(&campaign.phone_number_id)
-    .fetch_optional(pool)
-    .await?
-    .flatten();
-    let sender_rate = own_rate.map_or(default_rate, |r| r.clamp(1, 1000) as u32);
-    let counts: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT state, count(*) FROM messages WHERE tenant_id = $1 AND campaign_id = $2 GROUP BY state",
-    )
-    .bind(tenant)
-    .bind(id)
-    .fetch_all(pool)
-    .await?;
-    let counts: BTreeMap<String, i64> = counts.into_iter().collect();
-    let pending: i64 = WAITING.iter().filter_map(|s| counts.get(*s)).sum::<i64>();
-    let (recent,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM messages WHERE tenant_id = $1 AND campaign_id = $2 AND claimed_at > $3",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(now - chrono::Duration::minutes(1))
-    .fetch_one(pool)
-    .await?;
-    let (held_by, eta) = match campaign.status.as_str() {
-        status::CANCELLED => (None, None),
-        status::PAUSED => (
-            Some(Hold {
-                reason: PAUSED_REASON,
-                until: None,
-            }),
-            None,
-        ),
-        _ if pending == 0 => (None, None),
-        _ => {
-            let quiet = campaign::quiet_rule(pool, tenant).await?;
-            let usage = cap::usage(pool, tenant, now).await?;
-            let in_flight = counts.get(state::DISPATCHING).copied().unwrap_or(0) as u32;
-            (
-                campaign::hold_now(quiet.as_ref(), &usage, in_flight, now),
-                campaign::estimate_eta(pending as u64, sender_rate, quiet.as_ref(), &usage, now),
-            )
-        }
-    };
-    if campaign.status == status::ACTIVE && pending == 0 {
-        campaign.status = status::COMPLETED.to_owned();
-    }
-    Ok(CampaignStatus {
-        campaign,
-        counts,
-        pending,
-        current_rate: recent as f64 / 60.0,
-        sender_rate,
-        held_by,
-        eta,
-    })
 }
 
 /// The tenant's campaigns, newest first, `limit` at most, older than `before` if given.

@@ -1,33 +1,35 @@
-//! Creating a campaign: the header is checked once (sender, template), then recipients stream
-//! through in batches of `ingest.campaign_batch` — each validated with the rules of
-//! `POST /v1/messages`, the valid ones written with `COPY`, the invalid ones recorded as
-//! rejections with one `unnest` insert. A writer task does the writing, so the database takes
-//! one batch while the next is validated. A campaign message's event trail starts when the
-//! feeder releases it (its creation is `created_at`): no event rows at intake, which halves
-//! what the database writes for a large list. All of
-//! it is one transaction: a campaign exists whole or not at all, and memory stays bounded by one
-//! batch however long the list.
+//! Creating a campaign: the header is checked once (sender pool, template), then recipients
+//! stream through in batches of `ingest.campaign_batch` — each validated with the rules of
+//! `POST /v1/messages` (`rows`), given its number of the pool (`pool`), the valid ones written
+//! with `COPY`, the invalid ones recorded as rejections with one `unnest` insert. A writer task
+//! (`write`) does the writing, so the database takes one batch while the next is validated.
+//! A campaign message's event trail starts when the feeder releases it (its creation is
+//! `created_at`): no event rows at intake, which halves what the database writes for a large
+//! list. All of it is one transaction: a campaign exists whole or not at all, and memory stays
+//! bounded by one batch however long the list.
 
-use super::{CampaignHeader, RecipientInput};
+use super::{
+    CampaignHeader, RecipientInput,
+    pool::SenderPool,
+    write::{Batch, Given, Rejections, Writer},
+};
 use crate::{
     accept::{self, Idempotency, Reply},
     resolve::{self, TemplateInfo},
     state::AppState,
-    validate,
 };
 use axum::http::StatusCode;
 use serde_json::json;
-use sqlx::{Postgres, Transaction};
 use std::collections::{BTreeMap, HashSet};
-use tokio::sync::mpsc;
 use wafleet_core::{
     amqp,
     campaign::status,
-    contract::{Content, Kind, SendRequest, TemplateInput},
-    domain::{MessageId, SenderId, TenantId, state},
+    domain::{MessageId, TenantId, state},
     http::Problem,
     metrics::CAMPAIGN_RECIPIENTS,
 };
+
+mod rows;
 
 /// The `202` to `POST /v1/campaigns`: what was accepted and what was refused.
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
@@ -51,10 +53,12 @@ pub struct Created {
 pub struct Intake {
     /// The task writing batches in the campaign's transaction while the next one is validated.
     writer: Writer,
+    /// Reads recipients' earlier conversations (outside the campaign's transaction).
+    db: sqlx::PgPool,
     tenant: TenantId,
     id: uuid::Uuid,
-    phone_number_id: String,
-    sender_id: SenderId,
+    /// The numbers the campaign sends from; each recipient is given one.
+    senders: SenderPool,
     template_name: String,
     template_language: String,
     template: TemplateInfo,
@@ -112,15 +116,6 @@ impl Intake {
                 "`template.language` is required, e.g. \"en_GB\"",
             )));
         };
-        if let Some(sender) = &header.sender
-            && (sender.is_empty() || !sender.chars().all(|c| c.is_ascii_digit()))
-        {
-            return Ok(Err(unprocessable(
-                "invalid_field",
-                "sender",
-                "`sender` is a sender's phone number id (digits)",
-            )));
-        }
         let user_id = header.user_id.filter(|u| !u.is_empty());
         let now = st.clock.now();
         if header.not_after.is_some_and(|t| t <= now) {
@@ -130,10 +125,13 @@ impl Intake {
                 "`not_after` is in the past: nothing could be sent",
             )));
         }
-        let (sender_id, phone_number_id) = match resolve::find_sender(
+        // A named pool is kept on the campaign even with one number (it was asked for).
+        let named_pool = header.senders.is_some();
+        let senders = match SenderPool::resolve(
             &st.pool,
             tenant,
             header.sender.as_deref(),
+            header.senders,
             user_id.as_deref(),
         )
         .await?
@@ -168,16 +166,17 @@ impl Intake {
         let mut tx = st.pool.begin().await?;
         sqlx::query(
             "INSERT INTO campaigns (id, tenant_id, name, template_name, template_language, sender_id,
-                 phone_number_id, user_id, status, not_after, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $10)",
+                 phone_number_id, senders, user_id, status, not_after, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $11)",
         )
         .bind(id)
         .bind(tenant)
         .bind(name)
         .bind(&template_name)
         .bind(&template_language)
-        .bind(sender_id)
-        .bind(&phone_number_id)
+        .bind(senders.first().sender_id)
+        .bind(&senders.first().phone_number_id)
+        .bind(named_pool.then(|| senders.phone_number_ids()))
         .bind(&user_id)
         .bind(header.not_after)
         .bind(now)
@@ -186,10 +185,10 @@ impl Intake {
         let batch_size = st.campaigns.batch;
         Ok(Ok(Self {
             writer: Writer::spawn(tx, id, tenant),
+            db: st.pool.clone(),
             tenant,
             id,
-            phone_number_id,
-            sender_id,
+            senders,
             template_name,
             template_language,
             template: info,
@@ -268,107 +267,21 @@ impl Intake {
                 }
             }
         }
-        let rows = self.rows_csv(&ids, &recipients, &record_types, &record_ids, &contents);
+        let numbers = self
+            .senders
+            .assign(&self.db, self.tenant, &recipients)
+            .await?;
+        let rows = self.rows_csv(
+            &ids,
+            &recipients,
+            &numbers,
+            &record_types,
+            &record_ids,
+            &contents,
+        );
         self.accepted += ids.len() as u32;
         self.rejected += rejections.positions.len() as u32;
         self.writer.send(Batch { rows, rejections }).await
-    }
-
-    /// A batch of valid recipients as `COPY` CSV rows of `messages`.
-    fn rows_csv(
-        &self,
-        ids: &[uuid::Uuid],
-        recipients: &[String],
-        record_types: &[&'static str],
-        record_ids: &[String],
-        contents: &[String],
-    ) -> String {
-        let tenant = self.tenant.to_string();
-        let campaign = self.id.to_string();
-        let sender = self.sender_id.to_string();
-        let not_after = self.not_after.map(|t| t.to_rfc3339());
-        let mut rows = String::with_capacity(ids.len() * 400);
-        for (i, id) in ids.iter().enumerate() {
-            csv_row(
-                &mut rows,
-                &[
-                    Some(&id.to_string()),
-                    Some(&tenant),
-                    Some("out"),
-                    Some("bulk"),
-                    Some(&campaign),
-                    Some(&sender),
-                    Some(&self.phone_number_id),
-                    Some(&recipients[i]),
-                    Some(record_types[i]),
-                    Some(&record_ids[i]),
-                    self.user_id.as_deref(),
-                    Some("template"),
-                    Some(&contents[i]),
-                    Some(state::QUEUED),
-                    not_after.as_deref(),
-                    self.traceparent.as_deref(),
-                ],
-            );
-        }
-        rows
-    }
-
-    /// One recipient through the rules of `POST /v1/messages`, with the campaign's template.
-    fn check(&self, r: RecipientInput) -> Result<Valid, Box<(Problem, Given)>> {
-        let given = Given {
-            to: r.to.clone(),
-            record: None,
-        };
-        let request = SendRequest {
-            to: r.to,
-            record: r.record,
-            user_id: self.user_id.clone(),
-            sender: None,
-            template: Some(TemplateInput {
-                name: Some(self.template_name.clone()),
-                language: Some(self.template_language.clone()),
-                parameters: r.parameters,
-            }),
-            merge_fields: r.merge_fields,
-            text: None,
-            not_after: None,
-            kind: Some(Kind::Bulk),
-            campaign_id: Some(self.id),
-        };
-        let record = validate::record_of(&request);
-        let given = Given { record, ..given };
-        let draft = validate::validate(request).map_err(|p| Box::new((p, given.clone())))?;
-        if let Some(p) = resolve::country_refusal(&self.allowed_countries, &draft.to) {
-            return Err(Box::new((p, given)));
-        }
-        let validate::DraftBody::Template {
-            parameters,
-            merge_fields,
-            ..
-        } = &draft.body
-        else {
-            unreachable!("a campaign recipient is always a template send");
-        };
-        let params = resolve::bind_template(
-            Some(&self.template),
-            &self.template_name,
-            &self.template_language,
-            parameters,
-            merge_fields,
-        )
-        .map_err(|p| Box::new((p, given)))?;
-        let content = Content::Template {
-            name: self.template_name.clone(),
-            language: self.template_language.clone(),
-            parameters: params,
-        };
-        Ok(Valid {
-            to: draft.to.as_str().to_owned(),
-            record_type: draft.record.kind.as_str(),
-            record_id: draft.record.id,
-            content: serde_json::to_string(&content).expect("content serialises"),
-        })
     }
 
     /// Writes the last batch and the counts, records the idempotency key, and commits. A
@@ -435,169 +348,11 @@ impl Intake {
     }
 }
 
-/// One validated batch, ready to write.
-struct Batch {
-    rows: String,
-    rejections: Rejections,
-}
-
-type Written = Result<Transaction<'static, Postgres>, Problem>;
-
-/// Writes batches in the campaign's transaction on its own task, so PostgreSQL writes one batch
-/// while the next is read and validated. At most two batches wait (bounded memory).
-struct Writer {
-    batches: Option<mpsc::Sender<Batch>>,
-    task: tokio::task::JoinHandle<Written>,
-}
-
-impl Writer {
-    fn spawn(tx: Transaction<'static, Postgres>, campaign: uuid::Uuid, tenant: TenantId) -> Self {
-        let (batches, mut rx) = mpsc::channel::<Batch>(2);
-        let task = tokio::spawn(async move {
-            let mut tx = tx;
-            while let Some(batch) = rx.recv().await {
-                if !batch.rows.is_empty() {
-                    let mut copy = tx
-                        .copy_in_raw(
-                            "COPY messages (id, tenant_id, direction, kind, campaign_id, sender_id,
-                                 phone_number_id, recipient, record_type, record_id, user_id,
-                                 content_type, content, state, not_after, trace_context)
-                             FROM STDIN WITH (FORMAT csv)",
-                        )
-                        .await?;
-                    copy.send(batch.rows.into_bytes()).await?;
-                    copy.finish().await?;
-                }
-                batch.rejections.write(&mut tx, campaign, tenant).await?;
-            }
-            Ok(tx)
-        });
-        Self {
-            batches: Some(batches),
-            task,
-        }
-    }
-
-    async fn send(&mut self, batch: Batch) -> Result<(), Problem> {
-        let sent = match &self.batches {
-            Some(batches) => batches.send(batch).await.is_ok(),
-            None => false,
-        };
-        if sent {
-            return Ok(());
-        }
-        // The writer stopped: its error says why.
-        self.batches = None;
-        match (&mut self.task).await {
-            Ok(Err(problem)) => Err(problem),
-            _ => Err(Problem::internal()),
-        }
-    }
-
-    /// Waits for every batch to be written and hands the transaction back.
-    async fn finish(mut self) -> Written {
-        self.batches = None;
-        self.task.await.map_err(|_| Problem::internal())?
-    }
-}
-
 /// A problem as a reply (not stored for idempotent replay: nothing was created).
 pub fn problem_reply(problem: Problem) -> Reply {
     Reply {
         status: problem.status,
         body: accept::problem_body(&problem),
         replay: false,
-    }
-}
-
-/// A recipient that passed, ready to insert.
-struct Valid {
-    to: String,
-    record_type: &'static str,
-    record_id: String,
-    /// The stored content as JSON text.
-    content: String,
-}
-
-/// Appends one CSV row (`None` = NULL: an unquoted empty field; values are always quoted).
-fn csv_row(out: &mut String, fields: &[Option<&str>]) {
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        if let Some(v) = field {
-            out.push('"');
-            for c in v.chars() {
-                if c == '"' {
-                    out.push('"');
-                }
-                out.push(c);
-            }
-            out.push('"');
-        }
-    }
-    out.push('\n');
-}
-
-/// What a refused recipient gave, for its rejection row.
-#[derive(Clone)]
-struct Given {
-    to: Option<String>,
-    record: Option<wafleet_core::domain::RecordRef>,
-}
-
-/// One batch's rejections, column by column for an `unnest` insert.
-#[derive(Default)]
-struct Rejections {
-    positions: Vec<i32>,
-    recipients: Vec<Option<String>>,
-    record_types: Vec<Option<&'static str>>,
-    record_ids: Vec<Option<String>>,
-    codes: Vec<&'static str>,
-    fields: Vec<Option<String>>,
-    details: Vec<String>,
-}
-
-impl Rejections {
-    fn push(&mut self, position: i32, given: Given, problem: Problem) {
-        self.positions.push(position);
-        // As given, cut to a sane length (it may be anything).
-        self.recipients
-            .push(given.to.map(|t| t.chars().take(64).collect()));
-        self.record_types
-            .push(given.record.as_ref().map(|r| r.kind.as_str()));
-        self.record_ids.push(given.record.map(|r| r.id));
-        self.codes.push(problem.code);
-        self.fields.push(problem.field);
-        self.details.push(problem.detail);
-    }
-
-    async fn write(
-        self,
-        tx: &mut sqlx::PgConnection,
-        campaign: uuid::Uuid,
-        tenant: TenantId,
-    ) -> Result<(), sqlx::Error> {
-        if self.positions.is_empty() {
-            return Ok(());
-        }
-        sqlx::query(
-            "INSERT INTO campaign_rejections (campaign_id, tenant_id, position, recipient, record_type, record_id,
-                 code, field, detail)
-             SELECT $1, $2, u.* FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-                  AS u(position, recipient, record_type, record_id, code, field, detail)",
-        )
-        .bind(campaign)
-        .bind(tenant)
-        .bind(&self.positions)
-        .bind(&self.recipients)
-        .bind(&self.record_types)
-        .bind(&self.record_ids)
-        .bind(&self.codes)
-        .bind(&self.fields)
-        .bind(&self.details)
-        .execute(tx)
-        .await?;
-        Ok(())
     }
 }

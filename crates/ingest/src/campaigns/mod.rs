@@ -1,10 +1,15 @@
 //! Bulk campaigns: one template to many recipients. `create` validates every recipient with the
 //! same rules as `POST /v1/messages` and inserts the valid ones in batches as bulk messages held
 //! in PostgreSQL (`queued`, unpublished) for the dispatcher's feeder; invalid ones are recorded
-//! as the campaign's rejections. `control` reads progress and pauses, resumes or cancels.
+//! as the campaign's rejections; `pool` picks each recipient's number when the campaign sends
+//! from several; `write` streams the batches into the campaign's transaction. `progress` reads
+//! counts, rates and the ETA (per sender too); `control` lists, pauses, resumes or cancels.
 
 pub mod control;
 pub mod create;
+pub mod pool;
+pub mod progress;
+mod write;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -28,6 +33,10 @@ pub struct CampaignHeader {
     /// A sender's phone number id; default: the user's sender, else the company's.
     #[serde(default)]
     pub sender: Option<String>,
+    /// A pool of senders instead of one: a list of phone number ids, or `"all"` for every
+    /// approved company sender. Each recipient sticks to one number of the pool.
+    #[serde(default)]
+    pub senders: Option<pool::SendersInput>,
     /// The upstream user the campaign is sent for (history and their own sender).
     #[serde(default)]
     pub user_id: Option<String>,
@@ -45,6 +54,8 @@ pub struct CampaignBody {
     #[serde(default)]
     pub sender: Option<String>,
     #[serde(default)]
+    pub senders: Option<pool::SendersInput>,
+    #[serde(default)]
     pub user_id: Option<String>,
     #[serde(default)]
     pub not_after: Option<chrono::DateTime<chrono::Utc>>,
@@ -59,6 +70,7 @@ impl CampaignBody {
                 name: self.name,
                 template: self.template,
                 sender: self.sender,
+                senders: self.senders,
                 user_id: self.user_id,
                 not_after: self.not_after,
             },

@@ -9,6 +9,7 @@ use crate::{
         CampaignBody, CampaignHeader, RecipientInput,
         control::{self, Action},
         create::{Intake, problem_reply},
+        progress,
     },
     state::AppState,
 };
@@ -258,15 +259,15 @@ fn campaign_id(raw: &str) -> Result<uuid::Uuid, Problem> {
         .map_err(|_| Problem::new(StatusCode::NOT_FOUND, "not_found", "no such campaign"))
 }
 
-/// `GET /v1/campaigns/{id}`: counts per state, current rate, what holds it, ETA.
+/// `GET /v1/campaigns/{id}`: counts per state, current rate, what holds it, ETA; per sender too.
 #[tracing::instrument(name = "GET /v1/campaigns/{id}", skip_all, fields(otel.kind = "server", tenant))]
 pub async fn get(
     State(st): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<control::CampaignStatus>, Problem> {
+) -> Result<Json<progress::CampaignStatus>, Problem> {
     principal.require(Role::Reader)?;
-    let status = control::status_of(
+    let status = progress::status_of(
         &st.pool,
         principal.tenant_id,
         campaign_id(&id)?,

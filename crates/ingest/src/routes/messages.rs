@@ -69,6 +69,9 @@ pub struct MessageView {
     pub kind: String,
     pub state: String,
     pub reason: Option<String>,
+    /// While the message is held (`deferred`): when it is tried again (null = until something
+    /// else moves it, e.g. a paused campaign's resume).
+    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
     pub sender: Option<String>,
     #[sqlx(rename = "recipient")]
     pub to: Option<String>,
@@ -85,7 +88,7 @@ pub struct MessageView {
 }
 
 /// The columns behind `MessageView`.
-pub const VIEW_COLUMNS: &str = "id, direction, kind, state, reason, phone_number_id AS sender, recipient, \
+pub const VIEW_COLUMNS: &str = "id, direction, kind, state, reason, not_before, phone_number_id AS sender, recipient, \
     record_type, record_id, user_id, content_type, content, wamid, pricing, error, created_at, updated_at";
 
 #[derive(Debug, Serialize, sqlx::FromRow, JsonSchema)]

@@ -114,9 +114,9 @@ pub const OTHER_ROUTES: &[Operation] = &[
         "get",
         "/v1/campaigns/{id}",
         "reader",
-        "A campaign's counts per state, current rate, hold and ETA",
+        "A campaign's counts per state, current rate, hold and ETA, in all and per sender",
     )
-    .returns::<campaign_bodies::control::CampaignStatus>(200),
+    .returns::<campaign_bodies::progress::CampaignStatus>(200),
     route(
         "get",
         "/v1/campaigns/{id}/rejections",

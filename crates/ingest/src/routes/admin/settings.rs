@@ -1,6 +1,8 @@
 //! `GET/PUT /v1/settings` and the settings audit trail (`GET /v1/settings/audit`). A change is
 //! validated whole before anything is written; the written change and its audit entry share a
-//! transaction, so the trail never misses or invents a change.
+//! transaction, so the trail never misses or invents a change. A change that raises the
+//! messaging limit (`tier_override`, `bulk_reserve_percent`) makes the messages held for the
+//! limit due at once, in the same transaction (`core::limit_holds`).
 
 use super::caller::{AdminCaller, audit};
 use crate::{auth::Principal, settings_rules::SettingsUpdate, state::AppState};
@@ -12,6 +14,7 @@ use serde_json::{Map, Value, json};
 use wafleet_core::{
     domain::{Role, TenantId},
     http::Problem,
+    limit_holds::{self, Limits},
     policy::quiet_time::QuietTime,
 };
 
@@ -150,10 +153,17 @@ pub async fn put(
         .execute(&mut *tx)
         .await?;
         audit(&mut tx, &caller, json!({ "settings": change })).await?;
+        if limits_of(&before).raised_by(limits_of(&after)) {
+            limit_holds::release_on_raise(&mut tx, tenant, st.clock.now()).await?;
+        }
     }
     let view = load(&mut tx, tenant).await?;
     tx.commit().await?;
     Ok(Json(with_effective_tier(view)))
+}
+
+fn limits_of(s: &SettingsView) -> Limits {
+    Limits::of(s.meta_tier, s.tier_override, s.bulk_reserve_percent)
 }
 
 /// The default sender is one of the tenant's approved company (not personal) senders.
