@@ -68,18 +68,28 @@ pub enum PhoneError {
     NotE164,
     #[error("the number could not be parsed")]
     Unparseable,
+    #[error("the number may hold only digits after the +, and spaces, dashes, dots or brackets")]
+    Unexpected,
     #[error("the number is not a valid number for its country")]
     Invalid,
 }
 
 impl PhoneNumber {
-    /// Parses a number given with its `+` country code. Spaces, dashes and brackets are allowed
-    /// and dropped; a national number without `+` is refused rather than guessed (Meta would
+    /// Parses a number given with its `+` country code. Spaces, dashes, dots and brackets are
+    /// allowed and dropped; anything else is refused, never rewritten: libphonenumber would turn
+    /// letters into digits (`+44-7400-24011a` → `…112`, a message to the wrong person) and drop
+    /// an extension. A national number without `+` is refused rather than guessed (Meta would
     /// prepend the sender's own country code and misdeliver).
     pub fn parse(input: &str) -> Result<Self, PhoneError> {
         let trimmed = input.trim();
         if !trimmed.starts_with('+') {
             return Err(PhoneError::NotE164);
+        }
+        if !trimmed[1..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        {
+            return Err(PhoneError::Unexpected);
         }
         let parsed = phonenumber::parse(None, trimmed).map_err(|_| PhoneError::Unparseable)?;
         if !phonenumber::is_valid(&parsed) {
@@ -261,6 +271,25 @@ mod tests {
         assert_eq!(PhoneNumber::parse("07700900123"), Err(PhoneError::NotE164));
         assert!(PhoneNumber::parse("+12").is_err());
         assert!(PhoneNumber::parse("+abc").is_err());
+    }
+
+    #[test]
+    fn a_number_with_letters_or_an_extension_is_refused_never_rewritten() {
+        for input in [
+            "+44-7400-24011a",
+            "+44 7400 240110 ext",
+            "+44 7400 240110 x12",
+            "+44 7400 240110;ext=1",
+            "+44\u{0}7400240110",
+            "+44 7400 240110 #",
+        ] {
+            assert_eq!(
+                PhoneNumber::parse(input),
+                Err(PhoneError::Unexpected),
+                "{input}"
+            );
+        }
+        assert!(PhoneNumber::parse("+44 (7400) 240.110").is_ok());
     }
 
     #[test]

@@ -67,6 +67,24 @@ impl IntoResponse for Problem {
     }
 }
 
+/// Rewrites a bare `413` (from the body-size limit, which answers in plain text) as a problem
+/// with a stable code, like every other refusal. Use with `axum::middleware::map_response`.
+pub async fn problem_for_oversize(res: Response) -> Response {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if res.status() != StatusCode::PAYLOAD_TOO_LARGE || is_problem {
+        return res;
+    }
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "the request body is larger than this endpoint accepts",
+    )
+    .into_response()
+}
+
 impl From<sqlx::Error> for Problem {
     fn from(err: sqlx::Error) -> Self {
         tracing::error!(error = %err, "database error");

@@ -43,7 +43,8 @@ pub async fn claim(
     let mut tx = pool.begin().await?;
     lock_in_order(&mut tx, &raw).await?;
     let claimed: Vec<Claimed> = sqlx::query_as(
-        "UPDATE messages SET state = 'dispatching', claimed_at = $2, attempts = attempts + 1, updated_at = $2
+        "UPDATE messages SET state = 'dispatching', reason = NULL, claimed_at = $2,
+             attempts = attempts + 1, updated_at = $2
          WHERE id = ANY($1) AND direction = 'out'
            -- A held row (deferred for anything but `retry`) belongs to the releaser until it
            -- is due: a stray envelope must not send it early (a recipient hold, a circuit).

@@ -52,25 +52,20 @@ pub struct Idempotency {
 impl Idempotency {
     /// Hashes the request's canonical JSON, so whitespace and key order do not matter.
     pub fn new(key: String, request: &Value) -> Result<Self, Problem> {
-        if key.is_empty() || key.len() > 255 {
-            return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                "Idempotency-Key must be 1 to 255 characters",
-            )
-            .field("Idempotency-Key"));
-        }
         let canonical = serde_json::to_vec(request).expect("json value serialises");
         Self::with_hash(key, Sha256::digest(&canonical).to_vec())
     }
 
     /// A key with the hash of a request already computed (e.g. over a streamed body).
     pub fn with_hash(key: String, request_hash: Vec<u8>) -> Result<Self, Problem> {
-        if key.is_empty() || key.len() > 255 {
+        // Printable ASCII, as an HTTP header must be: an AMQP `message_id` may carry any UTF-8,
+        // and the same key must mean the same thing on both paths.
+        let printable = key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+        if key.is_empty() || key.len() > 255 || !printable {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_field",
-                "Idempotency-Key must be 1 to 255 characters",
+                "Idempotency-Key (AMQP: message_id) must be 1 to 255 printable ASCII characters",
             )
             .field("Idempotency-Key"));
         }

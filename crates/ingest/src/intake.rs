@@ -58,6 +58,15 @@ pub async fn handle(
         );
     };
     // Whether the tenant exists is checked with the rest of its batch (`group_commit`).
+    // The contract says JSON; a publisher that says otherwise is told so, not guessed at.
+    if let Some(ct) = props.content_type().as_ref().map(|c| c.as_str())
+        && !is_json(ct)
+    {
+        return rejected(
+            "invalid_content_type",
+            format!("content_type is {ct:?}; intake takes application/json"),
+        );
+    }
     let raw: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return rejected("invalid_json", format!("the body is not valid JSON: {e}")),
@@ -95,6 +104,14 @@ pub async fn handle(
             .to_owned();
         Ok(IntakeOutcome::Rejected { code, detail })
     }
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn is_json(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Consumes `<p>.intake` until cancelled; up to `concurrency` deliveries are handled at once,

@@ -129,6 +129,9 @@ impl Application {
                 RequestBodyLimitLayer::new(settings.ingest.campaign_max_body_bytes),
             ))
             .merge(ops_router(checks))
+            .layer(axum::middleware::map_response(
+                wafleet_core::http::problem_for_oversize,
+            ))
             .layer(TraceLayer::new_for_http());
 
         let tasks = TaskTracker::new();

@@ -249,6 +249,11 @@ pub async fn apply(
                 item.at,
                 item.raw.clone(),
             ));
+            // A failure that no longer changes the message (a late `failed` after `read`) stays
+            // in its trail, but upstream is told only of what the message became.
+            if moved.is_none() {
+                continue;
+            }
             notes.push(StatusEvent {
                 tenant_id: tenant,
                 message_id: id,
@@ -280,7 +285,10 @@ pub async fn apply(
         sqlx::query(
             "UPDATE messages m SET state = u.state, status_at = u.status_at,
                  wamid = COALESCE(m.wamid, u.wamid), pricing = COALESCE(u.pricing, m.pricing),
-                 error = COALESCE(u.error, m.error), reason = COALESCE(u.reason, m.reason),
+                 error = COALESCE(u.error, m.error),
+                 -- A message Meta accepted has no reason left to wait (a stale `retry`).
+                 reason = CASE WHEN u.state IN ('sent', 'delivered', 'read', 'played') THEN NULL
+                               ELSE COALESCE(u.reason, m.reason) END,
                  updated_at = now()
              FROM unnest($2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::jsonb[], $7::jsonb[], $8::text[])
                   AS u(id, state, status_at, wamid, pricing, error, reason)

@@ -128,3 +128,110 @@ async fn an_amqp_message_naming_a_record_files_its_rejection_in_that_history() {
     assert_eq!(history["messages"][0]["reason"], "invalid_recipient");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_number_with_a_letter_or_an_extension_is_refused_and_never_rewritten() {
+    let t = TestFleet::start().await;
+    for (record, to) in [
+        ("C-LET", "+44-7400-24011a"),
+        ("C-EXT", "+44 7400 240110 ext"),
+    ] {
+        let mut request = TestFleet::template_request(record);
+        request["to"] = json!(to);
+
+        let (status, body) = t.send(request, None).await;
+
+        assert_eq!(status, 422, "{to}: {body}");
+        assert_eq!(body["code"], "invalid_recipient");
+        assert_eq!(body["field"], "to");
+    }
+    assert_eq!(
+        count(
+            &t,
+            "SELECT count(*) FROM messages WHERE recipient IS NOT NULL"
+        )
+        .await,
+        0,
+        "no message to any number was stored"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversize_body_is_a_413_problem_with_a_code() {
+    let t = TestFleet::start().await;
+    let mut request = TestFleet::template_request("C-BIG");
+    request["merge_fields"]["KNOWNAS"] = json!("x".repeat(t.settings.ingest.max_body_bytes + 1));
+
+    let res = t
+        .http
+        .post(format!("{}/v1/messages", t.fleet.ingest_url))
+        .bearer_auth(&t.api_key)
+        .json(&request)
+        .send()
+        .await
+        .expect("ingest answers");
+
+    assert_eq!(res.status(), 413);
+    assert_eq!(
+        res.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "body_too_large");
+    assert_eq!(count(&t, "SELECT count(*) FROM messages").await, 0);
+    t.stop().await;
+}
+
+/// Publishes to intake with the given content type and message id, and returns the reason the
+/// message was parked in `<p>.intake.rejected` with.
+async fn rejected_reason(t: &TestFleet, content_type: &str, message_id: &str) -> String {
+    let (conn, channel) = t.amqp_channel().await;
+    let publisher = amqp::Publisher::open(&conn).await.expect("confirm mode");
+    let mut headers = lapin::types::FieldTable::default();
+    amqp::set_header(&mut headers, "tenant", &t.tenant_id.to_string());
+    let body = serde_json::to_vec(&TestFleet::template_request("C-AMQP")).unwrap();
+    publisher
+        .publish(amqp::Outgoing {
+            exchange: &t.topology().intake_exchange(),
+            routing_key: "send",
+            body: &body,
+            properties: lapin::BasicProperties::default()
+                .with_content_type(content_type.into())
+                .with_message_id(message_id.into())
+                .with_headers(headers),
+            mandatory: true,
+        })
+        .await
+        .expect("intake accepts the publish");
+    let queue = t.topology().intake_rejected_queue();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rejected = loop {
+        if let Some(m) = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "nothing reached {queue}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = conn.close(200, "done".into()).await;
+    amqp::header_str(&rejected.delivery.properties, "x-wafleet-reason")
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_amqp_message_that_is_not_json_or_has_a_non_ascii_id_is_parked_with_its_reason() {
+    let t = TestFleet::start().await;
+
+    let not_json = rejected_reason(&t, "text/plain", "plain-1").await;
+    let accented = rejected_reason(&t, "application/json", "clé-1").await;
+
+    assert_eq!(not_json, "invalid_content_type");
+    assert_eq!(accented, "invalid_field");
+    assert_eq!(count(&t, "SELECT count(*) FROM messages").await, 0);
+    t.stop().await;
+}

@@ -184,3 +184,43 @@ async fn the_subscription_handshake_echoes_the_challenge_only_for_the_right_toke
     assert_eq!(tenant_wrong.status(), 403);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_late_failure_after_read_keeps_read_and_tells_upstream_nothing_new() {
+    let t = TestFleet::start().await;
+    let (id, wamid) = sent_messages(&t, 1).await.remove(0);
+    let now = chrono::Utc::now().timestamp();
+    let read = t.status_payload(vec![status(&wamid, "read", now)]);
+    assert_eq!(t.post_webhook(&read, Some(&t.app_secret)).await, 200);
+    t.wait_for_state(&id, "read").await;
+
+    let mut failed = status(&wamid, "failed", now + 5);
+    failed["errors"] = json!([{"code": 131026, "title": "Message undeliverable"}]);
+    let late = t.status_payload(vec![failed]);
+    assert_eq!(t.post_webhook(&late, Some(&t.app_secret)).await, 200);
+    wait_until("the late failure to be received", async || {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM status_receipts WHERE status = 'failed'")
+            .fetch_one(&t.pool)
+            .await
+            .unwrap()
+            == 1
+    })
+    .await;
+
+    let (_, after) = t.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(after["state"], "read");
+    assert_eq!(after["reason"], serde_json::Value::Null, "{after}");
+    let failures_announced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbound_events
+         WHERE body->>'message_id' = $1 AND body->>'status' = 'failed'",
+    )
+    .bind(&id)
+    .fetch_one(&t.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        failures_announced, 0,
+        "upstream was told of a failure that changed nothing"
+    );
+    t.stop().await;
+}
