@@ -15,8 +15,12 @@ pub enum Class {
     /// 4, 80007: app or WABA API budget. Retry slowly, honouring `Retry-After` and
     /// `estimated_time_to_regain_access`.
     RetrySlow,
-    /// Outages, overload, maintenance, timeouts, resets, bare 5xx: the retry tier schedule.
+    /// Outages, overload, maintenance, refused connections, bare 5xx: the retry tier schedule.
     Transient,
+    /// The request went out and the answer was lost (a timeout or reset after connecting, an
+    /// unreadable `2xx`): Meta may have accepted it. Held for the status webhook, which carries
+    /// our id, for `ambiguous_resend_after`; resent only if none came.
+    Ambiguous,
     /// 131000 and codes we do not know: a few retries, then dead-lettered with the raw error.
     Limited,
     /// 131049: Meta's per-user marketing limit. Hold the recipient for 24 h; never retry sooner.
@@ -39,6 +43,7 @@ impl Class {
             Class::RetryRecipient => "retry_recipient",
             Class::RetrySlow => "retry_slow",
             Class::Transient => "transient",
+            Class::Ambiguous => "ambiguous",
             Class::Limited => "limited",
             Class::DeferRecipient => "defer_recipient",
             Class::Permanent => "permanent",
@@ -51,6 +56,9 @@ impl Class {
 
 /// Classifies by `error.code`; failures without a Graph error body by how they failed.
 pub fn classify(error: &GraphError) -> Class {
+    if error.ambiguous {
+        return Class::Ambiguous;
+    }
     let Some(code) = error.code else {
         // No Graph error body: timeouts, resets, 5xx pages from a proxy are transient; any other
         // bodiless answer is unknown, so it gets a few tries and then a human.
@@ -108,8 +116,19 @@ mod tests {
             details: None,
             fbtrace_id: None,
             transport,
+            ambiguous: false,
             retry_after: None,
         }
+    }
+
+    #[test]
+    fn a_lost_answer_is_ambiguous_whatever_else_it_says() {
+        let lost = GraphError {
+            ambiguous: true,
+            ..err(None, Some(200), true)
+        };
+        assert_eq!(classify(&lost), Class::Ambiguous);
+        assert_eq!(classify(&err(None, None, true)), Class::Transient);
     }
 
     fn code(c: i64) -> Class {

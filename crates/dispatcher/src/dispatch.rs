@@ -12,7 +12,7 @@ use crate::{
     graph_client::{GraphClient, build_body},
     policy::Inputs,
     rate::Rates,
-    retry::{duration, give_up, hold, retry_or_give_up},
+    retry::{await_status, duration, give_up, hold, retry_or_give_up},
     store::{self, Claimed, Outcome},
     tokens::TokenCache,
 };
@@ -423,6 +423,7 @@ async fn attempt(ctx: &Ctx, sendable: &Sendable<'_>, now: DateTime<Utc>) -> Atte
             retry_or_give_up(ctx, claimed, o, None, now)
         }
         Class::Transient => retry_or_give_up(ctx, claimed, o, None, now),
+        Class::Ambiguous => await_status(ctx, claimed, o, now),
         Class::RetryRecipient => {
             // Meta's rule for the pair limit: wait 4^n seconds, n = 0, 1, 2…
             let n = u32::try_from(claimed.attempts.max(1) - 1)

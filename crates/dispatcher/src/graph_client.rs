@@ -40,6 +40,10 @@ pub struct GraphError {
     pub fbtrace_id: Option<String>,
     /// Transport failures: timeouts, refused or reset connections, unreadable responses.
     pub transport: bool,
+    /// Meta may have accepted the message although we did not hear so: the request went out
+    /// and the answer was lost (a timeout or reset after connecting, an unreadable or empty
+    /// `2xx`). Never resent before the status webhook had its chance.
+    pub ambiguous: bool,
     /// How long Meta asked us to wait, where it said (`Retry-After`,
     /// `estimated_time_to_regain_access` in minutes).
     #[serde(skip)]
@@ -142,7 +146,11 @@ impl GraphClient {
             .get("x-fb-trace-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
+        // The answer was on its way: whatever cuts it off now, Meta may have the message.
+        let bytes = response.bytes().await.map_err(|e| GraphError {
+            ambiguous: true,
+            ..transport_error(&e)
+        })?;
         if status.is_success() {
             let parsed: SendResponse = serde_json::from_slice(&bytes).map_err(|e| GraphError {
                 code: None,
@@ -151,6 +159,7 @@ impl GraphClient {
                 details: None,
                 fbtrace_id: fbtrace.clone(),
                 transport: true,
+                ambiguous: true,
                 retry_after: None,
             })?;
             let message = parsed
@@ -164,6 +173,7 @@ impl GraphClient {
                     details: None,
                     fbtrace_id: fbtrace.clone(),
                     transport: true,
+                    ambiguous: true,
                     retry_after: None,
                 })?;
             return Ok(GraphSuccess {
@@ -180,6 +190,7 @@ impl GraphClient {
                 details: env.error.error_data.and_then(|d| d.details),
                 fbtrace_id: env.error.fbtrace_id.or(fbtrace),
                 transport: false,
+                ambiguous: false,
                 retry_after,
             },
             Err(_) => GraphError {
@@ -189,6 +200,7 @@ impl GraphClient {
                 details: None,
                 fbtrace_id: fbtrace,
                 transport: status.is_server_error(),
+                ambiguous: false,
                 retry_after,
             },
         };
@@ -213,6 +225,8 @@ fn transport_error(e: &reqwest::Error) -> GraphError {
         details: Some(e.to_string()),
         fbtrace_id: None,
         transport: true,
+        // Only a connection never made is known not to have reached Meta.
+        ambiguous: !e.is_connect(),
         retry_after: None,
     }
 }

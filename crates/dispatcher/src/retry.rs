@@ -29,6 +29,31 @@ pub fn duration(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
+/// Why a message whose answer from Meta was lost waits.
+pub const AWAITING_STATUS: &str = "awaiting_status";
+
+/// Meta may have accepted the message (the answer was lost): hold it for
+/// `ambiguous_resend_after`, so the status webhook (which carries our id) can settle it first;
+/// the releaser sends it again, under the same id, only if nothing came. A row held this way,
+/// not a queue TTL, so the wait is exact. Gives up like a retry once the tiers' count of
+/// attempts is spent.
+pub fn await_status(
+    ctx: &Ctx,
+    claimed: &Claimed,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+) -> Attempted {
+    if usize::try_from(claimed.attempts).unwrap_or(0) > ctx.settings.retry_tiers.len() {
+        return (give_up(outcome), (claimed.id, Disposition::Dead));
+    }
+    metrics::counter!("wafleet_dispatch_ambiguous_total").increment(1);
+    let until = now + duration(ctx.settings.ambiguous_resend_after);
+    (
+        hold(outcome, AWAITING_STATUS, until),
+        (claimed.id, Disposition::Done),
+    )
+}
+
 /// Schedules the next attempt on the shortest tier that covers what Meta asked for, or gives up
 /// after the last tier: `failed` with the last error, and the envelope to `<p>.dead`.
 pub fn retry_or_give_up(

@@ -101,6 +101,9 @@ async fn update_config(
     if let Some(ms) = update.status_delay_ms {
         config.status_delay = Duration::from_millis(ms);
     }
+    if let Some(ms) = update.status_lag_ms {
+        config.status_lag = Duration::from_millis(ms);
+    }
     if let Some(every) = update.duplicate_every {
         config.duplicate_every = Some(every).filter(|n| *n > 0);
     }
@@ -117,6 +120,7 @@ async fn update_config(
         webhook_url: config.webhook_url.clone(),
         app_secret: Some(config.app_secret.clone()),
         status_delay_ms: u64::try_from(config.status_delay.as_millis()).ok(),
+        status_lag_ms: u64::try_from(config.status_lag.as_millis()).ok(),
         duplicate_every: config.duplicate_every,
         reorder: Some(config.reorder),
         auto_reply: config.auto_reply.clone(),

@@ -22,7 +22,7 @@ use crate::errors::{GraphError, details_for, fbtrace_id};
 use crate::lifecycle::{Accepted, Outcome, new_wamid, schedule_statuses};
 use crate::listing;
 use crate::state::{Inner, Sim, Stats, digits};
-use crate::types::RecordedSend;
+use crate::types::{AfterAccept, RecordedSend};
 
 /// The Graph routes (any `{version}` such as `v24.0` is accepted).
 pub(crate) fn router() -> Router<Arc<Sim>> {
@@ -81,10 +81,28 @@ async fn send_message(
     };
     let outcome = accept(&sim, &phone_number_id, &headers, request.as_ref()).await;
     let response = match outcome {
-        Ok(accepted) => {
+        Ok((accepted, lost)) => {
             Stats::add(&sim.stats.sends_ok, 1);
             record.wamid = Some(accepted.wamid.clone());
-            success_response(&record.to, &accepted, &version)
+            match lost {
+                None => success_response(&record.to, &accepted, &version),
+                Some((AfterAccept::Drop, _)) => {
+                    sim.record_send(record);
+                    std::panic::resume_unwind(Box::new("simulated lost answer"));
+                }
+                Some((AfterAccept::Late, latency)) => {
+                    // Recorded now: Meta has it, whatever becomes of the answer.
+                    sim.record_send(record.clone());
+                    tokio::time::sleep(latency).await;
+                    return success_response(&record.to, &accepted, &version);
+                }
+                Some((AfterAccept::Garbled, _)) => (
+                    StatusCode::OK,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    "{\"messaging_product\":\"whatsapp\",\"messa",
+                )
+                    .into_response(),
+            }
         }
         Err(error) => {
             Stats::add(&sim.stats.sends_error, 1);
@@ -103,13 +121,14 @@ async fn send_message(
     response
 }
 
-/// Validates a send and, if accepted, schedules its status webhooks.
+/// Validates a send and, if accepted, schedules its status webhooks. With an `after_accept`
+/// fault, also says how the answer is to be lost (and after how long).
 async fn accept(
     sim: &Sim,
     phone_number_id: &str,
     headers: &HeaderMap,
     request: Option<&Value>,
-) -> Result<Accepted, GraphError> {
+) -> Result<(Accepted, Option<(AfterAccept, Duration)>), GraphError> {
     require_bearer(headers)?;
     let request =
         request.ok_or_else(|| GraphError::invalid_parameter("Request body is not valid JSON"))?;
@@ -127,7 +146,15 @@ async fn accept(
         let template = request.pointer("/template/name").and_then(Value::as_str);
         inner.take_fault(phone_number_id, &wa_id, template)
     };
-    if let Some(fault) = fault {
+    let mut lost = None;
+    if let Some(fault) = &fault
+        && let Some(after) = fault.after_accept
+    {
+        lost = Some((
+            after,
+            Duration::from_millis(fault.latency_ms.unwrap_or(30_000)),
+        ));
+    } else if let Some(fault) = fault {
         if let Some(ms) = fault.latency_ms {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
@@ -180,7 +207,7 @@ async fn accept(
         biz_opaque_callback_data: str_field("biz_opaque_callback_data").map(str::to_owned),
     };
     schedule_statuses(sim, &number, &accepted, outcome);
-    Ok(accepted)
+    Ok((accepted, lost))
 }
 
 /// Checks a template send against the WABA's templates; returns the lower-cased category.

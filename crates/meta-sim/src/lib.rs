@@ -31,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use types::{
-    ConfigUpdate, Fault, InboundRequest, InboundResponse, RecordedSend, SimNumber, SimStats,
-    SimTemplate, SimWaba, UnreachableRequest,
+    AfterAccept, ConfigUpdate, Fault, InboundRequest, InboundResponse, RecordedSend, SimNumber,
+    SimStats, SimTemplate, SimWaba, UnreachableRequest,
 };
 
 use state::Sim;

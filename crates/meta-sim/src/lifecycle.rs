@@ -43,12 +43,17 @@ pub(crate) fn schedule_statuses(
     outcome: Outcome,
 ) {
     let now = Instant::now();
-    let (delay, auto_reply) = {
+    let (delay, lag, auto_reply) = {
         let inner = sim.lock();
-        (inner.config.status_delay, inner.config.auto_reply.clone())
+        let config = &inner.config;
+        (
+            config.status_delay,
+            config.status_lag,
+            config.auto_reply.clone(),
+        )
     };
     let status_at = |step: u32, status: &str, extra: Value| {
-        let offset = delay * step;
+        let offset = lag + delay * step;
         let mut body = json!({
             "id": message.wamid,
             "status": status,

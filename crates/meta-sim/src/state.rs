@@ -66,6 +66,8 @@ pub(crate) struct RuntimeConfig {
     pub webhook_url: Option<String>,
     pub app_secret: String,
     pub status_delay: Duration,
+    /// How far every status webhook lags behind the send (Meta's can lag minutes).
+    pub status_lag: Duration,
     pub batch_window: Duration,
     pub duplicate_every: Option<u32>,
     pub reorder: bool,
@@ -114,6 +116,7 @@ impl Sim {
             webhook_url: settings.webhook_url.clone(),
             app_secret: settings.app_secret.clone(),
             status_delay: settings.status_delay,
+            status_lag: Duration::ZERO,
             batch_window: settings.batch_window,
             duplicate_every: None,
             reorder: false,

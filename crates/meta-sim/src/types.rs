@@ -124,6 +124,22 @@ pub struct Fault {
     /// Drop the connection without an answer (a reset), after any latency.
     #[serde(default)]
     pub reset: bool,
+    /// Accept the message (it is recorded with its wamid and its status webhooks follow), then
+    /// lose the answer, as Meta's can be lost on the way back: see [`AfterAccept`].
+    #[serde(default)]
+    pub after_accept: Option<AfterAccept>,
+}
+
+/// How an accepted send's answer is lost.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterAccept {
+    /// The connection closes without an answer.
+    Drop,
+    /// The answer comes only after `latency_ms` (set it past the client's timeout).
+    Late,
+    /// `200` with a body that is cut off (unreadable).
+    Garbled,
 }
 
 /// Runtime configuration update (`PUT /_sim/config`); absent fields are left unchanged.
@@ -138,6 +154,10 @@ pub struct ConfigUpdate {
     /// Delay between `sent`, `delivered` and `read`, in milliseconds.
     #[serde(default)]
     pub status_delay_ms: Option<u64>,
+    /// How far every status webhook lags behind its send, in milliseconds (Meta's can lag
+    /// minutes); 0 by default.
+    #[serde(default)]
+    pub status_lag_ms: Option<u64>,
     /// Every Nth webhook event is delivered twice (0 turns it off).
     #[serde(default)]
     pub duplicate_every: Option<u32>,

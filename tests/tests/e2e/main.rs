@@ -16,6 +16,7 @@ mod deploy_files;
 mod faults;
 mod group_commit;
 mod limit_raise;
+mod lost_answers;
 mod notifications;
 mod observability;
 mod openapi;
