@@ -9,6 +9,7 @@
 //! did with it is measured afterwards from the database and the simulator.
 
 use crate::confirms::ConfirmWindow;
+use crate::report::mask_phone_numbers;
 use crate::tenant::{TEMPLATE, Tenant, call, recipient};
 use lapin::{BasicProperties, types::AMQPValue, types::FieldTable};
 use serde_json::{Value, json};
@@ -157,11 +158,14 @@ pub async fn http(
                             out.refused += 1;
                             let status = r.status();
                             let body = r.text().await.unwrap_or_default();
-                            out.first_refusal.get_or_insert(format!("{status} {body}"));
+                            out.first_refusal.get_or_insert_with(|| {
+                                mask_phone_numbers(&format!("{status} {body}"))
+                            });
                         }
                         Err(err) => {
                             out.refused += 1;
-                            out.first_refusal.get_or_insert(err.to_string());
+                            out.first_refusal
+                                .get_or_insert_with(|| mask_phone_numbers(&err.to_string()));
                         }
                     }
                 }
@@ -237,7 +241,8 @@ pub async fn campaigns(
             }
             Err(err) => {
                 out.refused += u64::from(count);
-                out.first_refusal.get_or_insert(err.to_string());
+                out.first_refusal
+                    .get_or_insert_with(|| mask_phone_numbers(&err.to_string()));
             }
         }
     }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 pub const FINAL: [&str; 5] = ["read", "rejected", "failed", "expired", "cancelled"];
 /// How often the drain polls the database.
 const POLL: Duration = Duration::from_millis(500);
+/// How often the drain prints its progress.
+const PROGRESS: Duration = Duration::from_secs(10);
 
 /// When the path's messages reached `delivered` and `read`, seconds after the load started.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -57,6 +59,7 @@ pub async fn drain(
     timeout: Duration,
 ) -> anyhow::Result<Drain> {
     let mut out = Drain::default();
+    let mut printed = Instant::now();
     loop {
         fleet.check_alive()?;
         let states = state_counts(pool, tenant, since).await?;
@@ -69,6 +72,16 @@ pub async fn drain(
             out.all_read_s = Some(now);
         }
         let done = count(&FINAL) >= expected;
+        if printed.elapsed() >= PROGRESS {
+            printed = Instant::now();
+            println!(
+                "  {now:5.0} s: {} rows, {} sent or later, {} read, {} final of {expected}",
+                states.values().sum::<u64>(),
+                count(&["sent", "delivered", "read"]),
+                count(&["read"]),
+                count(&FINAL),
+            );
+        }
         out.states = states;
         if done {
             return Ok(out);

@@ -128,12 +128,14 @@ impl Drop for Service {
     }
 }
 
-/// CPU ticks of every process we report on, at one instant.
+/// CPU ticks of every process we report on (and the services' log levels), at one instant.
 #[derive(Debug, Clone)]
 pub struct CpuSample {
     at: Instant,
     /// Fleet services by name.
     services: HashMap<&'static str, u64>,
+    /// WARN and ERROR lines in each service's log so far.
+    logs: HashMap<&'static str, (u64, u64)>,
     /// PostgreSQL and RabbitMQ processes by pid (backends come and go).
     postgres: HashMap<u32, u64>,
     rabbitmq: HashMap<u32, u64>,
@@ -151,6 +153,44 @@ pub struct ProcessUsage {
     pub cpu_percent: f64,
     /// `VmHWM`: the process's peak resident memory since it started (MB); `None` for groups.
     pub peak_rss_mb: Option<f64>,
+    /// WARN and ERROR lines the service logged over the interval (services only).
+    pub log_warn: Option<u64>,
+    pub log_error: Option<u64>,
+}
+
+/// WARN and ERROR lines of a service log (plain or ANSI-coloured `tracing` output).
+pub fn log_levels(log: &str) -> (u64, u64) {
+    log.lines().fold((0, 0), |(w, e), line| {
+        // The level sits right after the timestamp; a message quoting "ERROR" later is not one.
+        let head = line.get(..64).unwrap_or(line);
+        (
+            w + u64::from(head.contains(" WARN") || head.contains("\"WARN\"")),
+            e + u64::from(head.contains("ERROR")),
+        )
+    })
+}
+
+fn log_counts(service: &Service) -> (u64, u64) {
+    std::fs::read_to_string(&service.log).map_or((0, 0), |l| log_levels(&l))
+}
+
+/// The machine's busy share (percent of all cores) over `interval`: what else runs here.
+pub async fn machine_busy_over(interval: Duration) -> f64 {
+    let read = || {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| stats::machine_ticks(&s))
+            .unwrap_or((0, 0))
+    };
+    let before = read();
+    tokio::time::sleep(interval).await;
+    let after = read();
+    let total = after.1.saturating_sub(before.1) as f64;
+    if total > 0.0 {
+        after.0.saturating_sub(before.0) as f64 / total * 100.0
+    } else {
+        0.0
+    }
 }
 
 fn read_ticks(pid: u32) -> Option<u64> {
@@ -184,6 +224,7 @@ impl CpuSample {
                 .iter()
                 .filter_map(|s| Some((s.name, read_ticks(s.pid)?)))
                 .collect(),
+            logs: services.iter().map(|s| (s.name, log_counts(s))).collect(),
             postgres: ticks_by_comm("postgres"),
             rabbitmq: ticks_by_comm("beam.smp"),
             own: read_ticks(std::process::id()).unwrap_or(0),
@@ -204,10 +245,14 @@ impl CpuSample {
             .map(|s| {
                 let before = self.services.get(s.name).copied().unwrap_or(0);
                 let after = now.services.get(s.name).copied().unwrap_or(before);
+                let logs_before = self.logs.get(s.name).copied().unwrap_or((0, 0));
+                let logs_after = now.logs.get(s.name).copied().unwrap_or(logs_before);
                 ProcessUsage {
                     name: s.name.to_owned(),
                     cpu_percent: stats::cpu_percent(after.saturating_sub(before), wall),
                     peak_rss_mb: peak_rss_mb(s.pid),
+                    log_warn: Some(logs_after.0.saturating_sub(logs_before.0)),
+                    log_error: Some(logs_after.1.saturating_sub(logs_before.1)),
                 }
             })
             .collect();
@@ -224,12 +269,16 @@ impl CpuSample {
                 name: name.to_owned(),
                 cpu_percent: stats::cpu_percent(ticks, wall),
                 peak_rss_mb: None,
+                log_warn: None,
+                log_error: None,
             });
         }
         out.push(ProcessUsage {
             name: "wafleet-bench (load)".to_owned(),
             cpu_percent: stats::cpu_percent(now.own.saturating_sub(self.own), wall),
             peak_rss_mb: peak_rss_mb(std::process::id()),
+            log_warn: None,
+            log_error: None,
         });
         let busy = now.machine.0.saturating_sub(self.machine.0) as f64;
         let total = now.machine.1.saturating_sub(self.machine.1) as f64;
@@ -238,6 +287,30 @@ impl CpuSample {
         } else {
             0.0
         };
+        // What the machine did beyond the processes above (other users' builds, the kernel).
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let ours: f64 = out.iter().map(|u| u.cpu_percent).sum();
+        out.push(ProcessUsage {
+            name: "everything else".to_owned(),
+            cpu_percent: (machine * cores - ours).max(0.0),
+            peak_rss_mb: None,
+            log_warn: None,
+            log_error: None,
+        });
         (out, machine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_are_counted_in_coloured_and_json_lines() {
+        let log = "\x1b[2m2026-12-01T10:02:35Z\x1b[0m \x1b[33m WARN\x1b[0m sqlx::pool: slow\n\
+                   2026-12-01T10:02:36Z ERROR wafleet: failed\n\
+                   {\"timestamp\":\"x\",\"level\":\"WARN\",\"message\":\"m\"}\n\
+                   2026-12-01T10:02:37Z  INFO wafleet::some::module::path: a message that mentions ERROR is not a level\n";
+        assert_eq!(log_levels(log), (2, 1));
     }
 }

@@ -33,6 +33,8 @@ pub struct Report {
     pub messages_per_path: u32,
     pub analyzed: bool,
     pub cores: usize,
+    /// The machine's busy share over one second before the run (other work on the box).
+    pub idle_machine_busy_percent: f64,
     pub ceilings: Ceilings,
     pub paths: Vec<PathResult>,
 }
@@ -65,6 +67,12 @@ impl Report {
                 "not run (hot queries must be index-driven without statistics)"
             }
         ));
+        if self.idle_machine_busy_percent > 15.0 {
+            line(format!(
+                "WARNING: the machine was {:.0}% busy before the run started (other work on it): the figures are disturbed",
+                self.idle_machine_busy_percent
+            ));
+        }
         line(String::new());
         line("raw ceilings (same run):".into());
         line(format!(
@@ -166,17 +174,50 @@ impl Report {
             },
             num(f.intake_to_graph_max_ms, 0),
         ));
-        s.push_str("  process                CPU (% of one core)  peak RSS (MB)\n");
+        s.push_str(
+            "  process                CPU (% of one core)  peak RSS (MB)  log WARN  log ERROR\n",
+        );
+        let count = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
         for u in &p.processes {
             s.push_str(&format!(
-                "  {:<22} {:>19.1}  {:>13}\n",
+                "  {:<22} {:>19.1}  {:>13}  {:>8}  {:>9}\n",
                 u.name,
                 u.cpu_percent,
-                num(u.peak_rss_mb, 1)
+                num(u.peak_rss_mb, 1),
+                count(u.log_warn),
+                count(u.log_error),
             ));
         }
         s.trim_end().to_owned()
     }
+}
+
+/// Masks every run of 7 or more digits (a phone number, with or without `+`) but its first
+/// three and last two digits: refusals quoted from the fleet must not print numbers raw.
+pub fn mask_phone_numbers(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 7 {
+            let n = digits.len();
+            out.push_str(&digits[..3]);
+            out.extend(std::iter::repeat_n('*', n - 5));
+            out.push_str(&digits[n - 2..]);
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -195,6 +236,15 @@ mod tests {
         assert_eq!(percent_of(Some(250.0), 20_000.0), Some(1.25));
         assert_eq!(percent_of(Some(250.0), 0.0), None);
         assert_eq!(percent_of(None, 20_000.0), None);
+    }
+
+    #[test]
+    fn phone_numbers_in_refusals_are_masked() {
+        assert_eq!(
+            mask_phone_numbers("+447412345678 is not allowed (422)"),
+            "+447*******78 is not allowed (422)"
+        );
+        assert_eq!(mask_phone_numbers("id 123456"), "id 123456");
     }
 
     #[test]

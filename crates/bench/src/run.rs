@@ -22,6 +22,12 @@ pub async fn run(
     let bin = wafleet_binary(args.wafleet.clone())?;
     let http = reqwest::Client::new();
     let pool = wafleet_core::db::connect(&res.database_url, 4, "wafleet-bench").await?;
+    let idle_machine_busy_percent = crate::procs::machine_busy_over(Duration::from_secs(1)).await;
+    if idle_machine_busy_percent > 15.0 {
+        println!(
+            "note: the machine is {idle_machine_busy_percent:.0}% busy before the run (other work on it); figures will be disturbed"
+        );
+    }
 
     println!("measuring the raw ceilings (broker, database) on the idle machine…");
     let (broker_e2e, broker_publish) =
@@ -76,6 +82,7 @@ pub async fn run(
         messages_per_path: args.messages,
         analyzed: args.analyze,
         cores: std::thread::available_parallelism().map_or(0, usize::from),
+        idle_machine_busy_percent,
         ceilings,
         paths,
     })
