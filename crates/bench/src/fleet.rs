@@ -7,6 +7,8 @@ use crate::procs::{CpuSample, Service, free_port};
 use crate::resources::Resources;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 /// The running services and where they listen.
 pub struct Fleet {
@@ -38,22 +40,39 @@ pub fn wafleet_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// Runs a `wafleet` admin command to completion and returns its stdout.
+/// How long a `wafleet` admin command (migrate, tenant create, template sync) may take.
+const CLI_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs a `wafleet` admin command to completion (killed after [`CLI_TIMEOUT`]) and returns its
+/// stdout.
 pub async fn run_cli(
     bin: &Path,
     dir: &Path,
     env: &[(String, String)],
     args: &[String],
 ) -> anyhow::Result<String> {
-    let mut cmd = std::process::Command::new(bin);
-    cmd.args(args)
+    let what = args.first().cloned().unwrap_or_default();
+    // The outputs are a few lines: they fit the pipes' buffers while we wait.
+    let mut child = std::process::Command::new(bin)
+        .args(args)
         .current_dir(dir)
         .env_remove(crate::procs::OTLP_ENDPOINT)
-        .envs(env.iter().map(|(k, v)| (k, v)));
-    let what = args.first().cloned().unwrap_or_default();
-    let output = tokio::task::spawn_blocking(move || cmd.output())
-        .await?
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("running wafleet {what}"))?;
+    let deadline = Instant::now() + CLI_TIMEOUT;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("wafleet {what} did not finish within {CLI_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let output = child.wait_with_output()?;
     if !output.status.success() {
         bail!(
             "wafleet {what} failed ({}): {}",

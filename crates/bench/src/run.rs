@@ -114,19 +114,25 @@ async fn run_path(
     let cpu = fleet.cpu_sample();
     let started = Instant::now();
     let n = args.messages;
-    let pushed = match path {
-        Path::Amqp => {
-            let exchange = res.topology().intake_exchange();
-            load::amqp(&res.amqp_url, &exchange, tenant, n, tuning).await?
+    let timeout = Duration::from_secs(args.drain_timeout);
+    let push = async {
+        match path {
+            Path::Amqp => {
+                let exchange = res.topology().intake_exchange();
+                load::amqp(&res.amqp_url, &exchange, tenant, n, tuning).await
+            }
+            Path::Http => load::http(&fleet.ingest_url, tenant, n, tuning).await,
+            Path::Campaign => load::campaigns(&fleet.ingest_url, tenant, n, tuning).await,
         }
-        Path::Http => load::http(&fleet.ingest_url, tenant, n, tuning).await?,
-        Path::Campaign => load::campaigns(&fleet.ingest_url, tenant, n, tuning).await?,
     };
+    // Pushing counts against the same bound as the drain.
+    let pushed = tokio::time::timeout(timeout, push)
+        .await
+        .map_err(|_| anyhow::anyhow!("pushing took over {timeout:?} (--drain-timeout)"))??;
     println!(
         "  pushed in {:.1} s: {} accepted, {} refused; waiting for every status (at most {} s)…",
         pushed.push_seconds, pushed.accepted, pushed.refused, args.drain_timeout
     );
-    let timeout = Duration::from_secs(args.drain_timeout);
     let drain = measure::drain(
         pool,
         fleet,
