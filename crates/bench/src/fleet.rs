@@ -115,6 +115,8 @@ impl Fleet {
                 format!("{webhooks_url}/webhooks/meta"),
             ),
             ("RUST_LOG", log_level.to_owned()),
+            // Plain log files (tracing-subscriber honours NO_COLOR).
+            ("NO_COLOR", "1".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -53,6 +53,10 @@ pub struct FleetArgs {
     /// Seconds a path may take, from its first message until every status is recorded.
     #[arg(long, default_value_t = 600)]
     pub drain_timeout: u64,
+    /// Seconds without any message changing state after which a path stops waiting (its
+    /// unfinished messages are reported).
+    #[arg(long, default_value_t = 60)]
+    pub stall_timeout: u64,
     /// Where the JSON report goes.
     #[arg(long, default_value = "target/bench-fleet.json")]
     pub json: PathBuf,

@@ -23,6 +23,8 @@ pub struct Drain {
     pub all_delivered_s: Option<f64>,
     pub all_read_s: Option<f64>,
     pub timed_out: bool,
+    /// Nothing changed for `--stall-timeout`: the drain stopped waiting early.
+    pub stalled: bool,
     /// Rows per state at the end.
     pub states: BTreeMap<String, u64>,
 }
@@ -47,19 +49,32 @@ async fn state_counts(
         .collect())
 }
 
-/// Polls until `expected` rows are final (or `timeout` after `started`), noting when all of
-/// them were `delivered` (or later) and `read`.
+/// How long a drain may wait: `timeout` after `started` in all, `stall` without any change.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub started: Instant,
+    pub timeout: Duration,
+    pub stall: Duration,
+}
+
+/// Polls until `expected` rows are final (or `timeout` after `started`, or no row changed state
+/// for `stall`), noting when all of them were `delivered` (or later) and `read`.
 pub async fn drain(
     pool: &sqlx::PgPool,
     fleet: &mut Fleet,
     tenant: uuid::Uuid,
     since: DateTime<Utc>,
     expected: u64,
-    started: Instant,
-    timeout: Duration,
+    bounds: Bounds,
 ) -> anyhow::Result<Drain> {
+    let Bounds {
+        started,
+        timeout,
+        stall,
+    } = bounds;
     let mut out = Drain::default();
     let mut printed = Instant::now();
+    let mut last_change = Instant::now();
     loop {
         fleet.check_alive()?;
         let states = state_counts(pool, tenant, since).await?;
@@ -72,6 +87,9 @@ pub async fn drain(
             out.all_read_s = Some(now);
         }
         let done = count(&FINAL) >= expected;
+        if states != out.states {
+            last_change = Instant::now();
+        }
         if printed.elapsed() >= PROGRESS {
             printed = Instant::now();
             println!(
@@ -88,6 +106,10 @@ pub async fn drain(
         }
         if started.elapsed() > timeout {
             out.timed_out = true;
+            return Ok(out);
+        }
+        if last_change.elapsed() > stall {
+            out.stalled = true;
             return Ok(out);
         }
         tokio::time::sleep(POLL).await;

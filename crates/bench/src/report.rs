@@ -48,6 +48,11 @@ fn num(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
+/// Seconds with one decimal and a unit, or `-`.
+fn secs(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}s"))
+}
+
 impl Report {
     /// The readable table.
     pub fn render(&self) -> String {
@@ -106,18 +111,18 @@ impl Report {
         for p in &self.paths {
             let f = &p.figures;
             line(format!(
-                "{:<22} {:>8} {:>8} {:>10} {:>9} {:>10}s {:>7}s {:>7}s {:>8} {:>9} {:>8}% {:>6} {:>8}",
+                "{:<22} {:>8} {:>8} {:>10} {:>9} {:>11} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>8}",
                 p.label,
                 f.rows,
                 f.sent,
                 num(f.accepted_per_s, 0),
                 num(f.graph_per_s, 0),
-                num(f.first_accept_to_last_graph_s, 1),
-                num(p.drain.all_delivered_s, 1),
-                num(p.drain.all_read_s, 1),
+                secs(f.first_accept_to_last_graph_s),
+                secs(p.drain.all_delivered_s),
+                secs(p.drain.all_read_s),
                 num(f.intake_to_graph_p50_ms, 0),
                 num(f.intake_to_graph_p99_ms, 0),
-                num(p.percent_of_broker_ceiling, 2),
+                num(p.percent_of_broker_ceiling, 2) + "%",
                 f.duplicates,
                 p.not_final,
             ));
@@ -149,6 +154,8 @@ impl Report {
             p.machine_busy_percent,
             if p.drain.timed_out {
                 " — DRAIN TIMED OUT"
+            } else if p.drain.stalled {
+                " — DRAIN STALLED (nothing changed for --stall-timeout)"
             } else {
                 ""
             },

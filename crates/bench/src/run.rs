@@ -68,13 +68,18 @@ pub async fn run(
         http_concurrency: args.http_concurrency,
         run_id: res.prefix.clone(),
     };
+    let ctx = Ctx {
+        args,
+        res,
+        pool: &pool,
+        http: &http,
+        tenant: &tenant,
+        tuning: &tuning,
+        ceilings: &ceilings,
+    };
     let mut paths = Vec::new();
     for path in &args.paths {
-        let result = run_path(
-            *path, args, res, fleet, &pool, &http, &tenant, &tuning, &ceilings,
-        )
-        .await?;
-        paths.push(result);
+        paths.push(run_path(*path, &ctx, fleet).await?);
     }
     pool.close().await;
     Ok(Report {
@@ -88,18 +93,27 @@ pub async fn run(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_path(
-    path: Path,
-    args: &FleetArgs,
-    res: &Resources,
-    fleet: &mut Fleet,
-    pool: &sqlx::PgPool,
-    http: &reqwest::Client,
-    tenant: &Tenant,
-    tuning: &LoadTuning,
-    ceilings: &Ceilings,
-) -> anyhow::Result<PathResult> {
+/// What every path shares.
+struct Ctx<'a> {
+    args: &'a FleetArgs,
+    res: &'a Resources,
+    pool: &'a sqlx::PgPool,
+    http: &'a reqwest::Client,
+    tenant: &'a Tenant,
+    tuning: &'a LoadTuning,
+    ceilings: &'a Ceilings,
+}
+
+async fn run_path(path: Path, ctx: &Ctx<'_>, fleet: &mut Fleet) -> anyhow::Result<PathResult> {
+    let Ctx {
+        args,
+        res,
+        pool,
+        http,
+        tenant,
+        tuning,
+        ceilings,
+    } = *ctx;
     println!("\n{}: {} messages…", path.label(), args.messages);
     call(
         http.post(format!("{}/_sim/reset", fleet.sim_url)),
@@ -133,16 +147,12 @@ async fn run_path(
         "  pushed in {:.1} s: {} accepted, {} refused; waiting for every status (at most {} s)…",
         pushed.push_seconds, pushed.accepted, pushed.refused, args.drain_timeout
     );
-    let drain = measure::drain(
-        pool,
-        fleet,
-        tenant_id,
-        since,
-        pushed.accepted,
+    let bounds = measure::Bounds {
         started,
         timeout,
-    )
-    .await?;
+        stall: Duration::from_secs(args.stall_timeout),
+    };
+    let drain = measure::drain(pool, fleet, tenant_id, since, pushed.accepted, bounds).await?;
     let wall_seconds = started.elapsed().as_secs_f64();
     let (processes, machine_busy_percent) = cpu.usage_since(&fleet.services);
     let figures = measure::figures(pool, http, &fleet.sim_url, tenant_id, since).await?;
