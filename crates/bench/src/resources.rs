@@ -52,6 +52,10 @@ impl Resources {
     pub async fn create(admin_url: &str, amqp_url: &str, run_dir: &Path) -> anyhow::Result<Self> {
         require_loopback(admin_url, "--database-url")?;
         require_loopback(amqp_url, "--amqp-url")?;
+        // A file that does not exist: defaults, then the environment, as the services load
+        // them from the run directory. Loaded first, so a bad variable leaves nothing behind.
+        let mut settings = Settings::load(Some(&run_dir.join("wafleet.toml")))
+            .context("loading settings from the environment")?;
         let id = random_hex(12);
         let db_name = format!("wafleet_bench_{id}");
         let admin = sqlx::PgPool::connect(admin_url)
@@ -69,10 +73,6 @@ impl Resources {
             .map_or(admin_url, |(base, _)| base);
         let database_url = format!("{base}/{db_name}");
         let prefix = format!("wb-{id}");
-        // A file that does not exist: defaults, then the environment, as the services load
-        // them from the run directory.
-        let mut settings = Settings::load(Some(&run_dir.join("wafleet.toml")))
-            .context("loading settings from the environment")?;
         settings.amqp_prefix = prefix.clone();
         settings.amqp_url = amqp_url.to_owned();
         settings.database_url = database_url.clone();
