@@ -51,6 +51,11 @@ run service: services
 # Benchmarks (release build; run on a quiet machine). Figures go in the issue notes.
 bench: bench-webhooks bench-rate bench-campaigns
 
+# The whole fleet as separate release processes: N messages per intake path (AMQP, HTTP, campaigns) beside the broker/database ceilings, e.g. `just bench-fleet --messages 20000`
+bench-fleet *args: services
+    cargo build --release -p wafleet-wafleet -p wafleet-bench
+    "${CARGO_TARGET_DIR:-target}/release/wafleet-bench" fleet {{args}}
+
 # The webhook receiver at 1,000 signed POSTs/s for 10 s: p50/p90/p99 of the 200s (WAFLEET_BENCH_RATE to change)
 bench-webhooks: services
     cargo nextest run --release -p wafleet-tests --run-ignored only -E 'test(/webhook_bench/)' --no-capture
