@@ -250,7 +250,7 @@ impl Feeder {
         // The release starts the message's event trail (campaign intake writes no events).
         sqlx::query(
             "WITH released AS (
-                 UPDATE messages SET published_at = $2 WHERE tenant_id = $3 AND id = ANY($1)
+                 UPDATE messages SET published_at = $2 WHERE id = ANY($1) AND (tenant_id = $3) IS TRUE
                  RETURNING id, tenant_id)
              INSERT INTO message_events (message_id, tenant_id, state, reason, at)
              SELECT id, tenant_id, 'queued', 'released', $2 FROM released",

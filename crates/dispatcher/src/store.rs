@@ -45,7 +45,9 @@ pub async fn claim(
     let claimed: Vec<Claimed> = sqlx::query_as(
         "UPDATE messages SET state = 'dispatching', reason = NULL, claimed_at = $2,
              attempts = attempts + 1, updated_at = $2
-         WHERE id = ANY($1) AND direction = 'out'
+         -- Driven by the primary key: `direction` as a filter (`IS TRUE`), so that the
+         -- partial index of outbound rows never looks cheaper on an unanalysed table.
+         WHERE id = ANY($1) AND (direction = 'out') IS TRUE
            -- A held row (deferred for anything but `retry`) belongs to the releaser until it
            -- is due: a stray envelope must not send it early (a recipient hold, a circuit).
            AND (state IN ('accepted', 'queued')

@@ -110,8 +110,14 @@ async fn flush(pool: &PgPool, batch: &mut Vec<uuid::Uuid>) {
         return;
     }
     // Internal bookkeeping by primary key (ids are global UUIDs), not a tenant-facing query.
+    // Rows a dispatcher is claiming right now are skipped, not waited for (and so never
+    // deadlocked with): once claimed they no longer need the mark, which only keeps the outbox
+    // sweep off rows still `accepted`. Should a skipped claim roll back, the sweep republishes
+    // the row and the dispatcher's claim makes the second envelope harmless.
     let result = sqlx::query(
-        "UPDATE messages SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL",
+        "UPDATE messages SET published_at = now()
+         WHERE id IN (SELECT id FROM messages WHERE id = ANY($1) AND published_at IS NULL
+                      ORDER BY id FOR UPDATE SKIP LOCKED)",
     )
     .bind(&*batch)
     .execute(pool)
