@@ -45,6 +45,8 @@ pub struct Ctx {
     pub db_turns: tokio::sync::Semaphore,
     /// Per-tenant turns for cap reservations in this process.
     pub cap_turns: cap::Turns,
+    /// Group commit for the outcomes of Graph calls.
+    pub recorder: crate::recorder::Recorder,
 }
 
 impl Ctx {
@@ -137,7 +139,7 @@ where
         let results = join_all(group.iter().map(|s| attempt(ctx, s, now))).await;
         let (outcomes, dispositions): (Vec<Outcome>, Vec<(MessageId, Disposition)>) =
             results.into_iter().unzip();
-        match record(ctx, &outcomes, now).await {
+        match record(ctx, &outcomes).await {
             Ok(()) => settle(dispositions).await,
             Err(err) => {
                 tracing::error!(error = %err, "could not record outcomes; requeueing them");
@@ -155,35 +157,16 @@ where
     Ok(())
 }
 
-/// Records the outcomes of Graph calls, in a database turn, and counts them. What Meta answered
-/// must not be lost to a passing fault (a busy pool, a deadlock, a restart): a transient error
-/// is retried with backoff (about 6 s in all) before the deliveries are requeued, which would
-/// leave the messages `dispatching` for the ambiguous wait.
-async fn record(ctx: &Ctx, outcomes: &[Outcome], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    let mut backoff = std::time::Duration::from_millis(200);
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let result = {
-            let _turn = ctx.db_turn().await;
-            store::record(&ctx.pool, outcomes, now).await
-        };
-        match result {
-            Ok(()) => break,
-            Err(err) if tries < RECORD_TRIES && wafleet_core::db::is_transient(&err) => {
-                tracing::warn!(error = %err, tries, "recording outcomes failed; trying again");
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-            }
-            Err(err) => return Err(err),
-        }
-    }
+/// Records the outcomes of Graph calls through the recorder (with whatever other senders'
+/// outcomes are waiting: one transaction for all of them), and counts them. What Meta answered
+/// must not be lost to a passing fault: the recorder retries transient errors before the
+/// deliveries are requeued (which would leave the messages `dispatching` for the ambiguous
+/// wait).
+async fn record(ctx: &Ctx, outcomes: &[Outcome]) -> Result<(), String> {
+    ctx.recorder.record(outcomes.to_vec()).await?;
     count(outcomes);
     Ok(())
 }
-
-/// Attempts at recording the outcomes of Graph calls before their deliveries are requeued.
-const RECORD_TRIES: u32 = 6;
 
 fn count(outcomes: &[Outcome]) {
     for o in outcomes {

@@ -14,6 +14,7 @@ pub mod feeder;
 pub mod graph_client;
 pub mod policy;
 pub mod rate;
+pub mod recorder;
 pub mod releaser;
 pub mod retry;
 pub mod store;
@@ -67,6 +68,7 @@ impl Application {
             settings.dispatch.graph_timeout,
         )?;
         let publisher = Publisher::open(&publish_conn).await?;
+        let recorder = recorder::Recorder::start(pool.clone(), clock.clone());
         let ctx = Arc::new(dispatch::Ctx {
             pool,
             graph,
@@ -74,11 +76,13 @@ impl Application {
             rates: rate::Rates::new(&settings.dispatch),
             clock,
             settings: settings.dispatch.clone(),
-            // Two connections stay free for the releaser, the feeder and the monitor.
+            // Two connections for the recorder's writers, two for the releaser, the feeder
+            // and the monitor.
             db_turns: tokio::sync::Semaphore::new(
-                settings.database_max_connections.saturating_sub(2).max(1) as usize,
+                settings.database_max_connections.saturating_sub(4).max(1) as usize,
             ),
             cap_turns: cap::Turns::default(),
+            recorder,
         });
         Ok(Self {
             listener,
