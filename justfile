@@ -68,3 +68,17 @@ bench-rate: services
 bench-campaigns: services
     cargo build --release --package wafleet-wafleet
     cargo nextest run --release -p wafleet-tests --run-ignored only -E 'test(/campaign_bench/)' --no-capture
+
+# Fuzz each parser for `seconds` (default 60) in turn: webhook payload, signature, phone number, intake request. Crashes land in fuzz/artifacts/<target>/
+fuzz seconds="60":
+    cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz
+    for t in webhook_payload signature phone_number intake_request; do \
+        mkdir -p fuzz/corpus/$t; \
+        log=$(mktemp); \
+        echo "== $t ({{seconds}} s)"; \
+        cargo +nightly fuzz run "$t" -O fuzz/corpus/$t fuzz/seeds/$t -- \
+            -max_total_time={{seconds}} -print_final_stats=1 > "$log" 2>&1 \
+            || { tail -n 40 "$log"; echo "$t: crash, input in fuzz/artifacts/$t/"; exit 1; }; \
+        grep -E '^#[0-9]+.*DONE|stat::number_of_executed_units' "$log"; \
+        rm -f "$log"; \
+    done

@@ -74,6 +74,9 @@ pub enum PhoneError {
     Invalid,
 }
 
+/// The most digits an E.164 number has (country code included).
+const MAX_E164_DIGITS: usize = 15;
+
 impl PhoneNumber {
     /// Parses a number given with its `+` country code. Spaces, dashes, dots and brackets are
     /// allowed and dropped; anything else is refused, never rewritten: libphonenumber would turn
@@ -96,6 +99,11 @@ impl PhoneNumber {
             return Err(PhoneError::Invalid);
         }
         let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
+        // E.164 allows 15 digits at most; libphonenumber's metadata admits some longer ones
+        // (German numbers of 17 digits), which no network delivers to.
+        if e164.len() > MAX_E164_DIGITS + 1 {
+            return Err(PhoneError::Invalid);
+        }
         let country = parsed.country().id().map(|id| format!("{id:?}"));
         Ok(Self { e164, country })
     }
@@ -290,6 +298,21 @@ mod tests {
             );
         }
         assert!(PhoneNumber::parse("+44 (7400) 240.110").is_ok());
+    }
+
+    #[test]
+    fn a_number_longer_than_e164_allows_is_refused() {
+        // Found by the `phone_number` fuzz target: libphonenumber calls this German number
+        // valid, but its 17 digits are more than E.164's 15.
+        assert_eq!(
+            PhoneNumber::parse("+495) 555473357796-22"),
+            Err(PhoneError::Invalid)
+        );
+        assert_eq!(
+            PhoneNumber::parse("+49 555547335779622"),
+            Err(PhoneError::Invalid)
+        );
+        assert!(PhoneNumber::parse("+49 30 123456789").is_ok());
     }
 
     #[test]

@@ -7,11 +7,13 @@
 //! `zone` falls inside such a window. Daylight-saving changes follow from that:
 //! - a window boundary that falls in a gap (spring forward) is passed when the clocks jump over
 //!   it, so a window ending at 02:30 on a night that skips 02:00–03:00 ends at the jump;
-//! - in an overlap (fall back) the first time the wall clock reaches `end` ends the window.
+//! - in an overlap (fall back) the first time the wall clock reaches `end` ends the window;
+//! - a window whose `start` is in an overlap, entered on its first pass, is left when the
+//!   clocks go back to before `start`, and entered again when they reach it a second time.
 
 use chrono::{
-    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike,
-    Utc,
+    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
+    Timelike, Utc,
 };
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -128,18 +130,16 @@ impl QuietRule {
         }
     }
 
-    /// The wall-clock end of the window that contains `local`, if one does.
-    fn window_end(&self, local: NaiveDateTime) -> Option<NaiveDateTime> {
+    /// The wall-clock window (start, end) that contains `local`, if one does. Windows of
+    /// consecutive days never overlap (each is shorter than a day), so there is at most one.
+    fn window_at(&self, local: NaiveDateTime) -> Option<(NaiveDateTime, NaiveDateTime)> {
         let today = local.date();
         [today.pred_opt(), Some(today)]
             .into_iter()
             .flatten()
             .filter(|d| self.days[d.weekday().num_days_from_monday() as usize])
-            .filter_map(|d| {
-                let (from, to) = self.window_of(d)?;
-                (from <= local && local < to).then_some(to)
-            })
-            .max()
+            .filter_map(|d| self.window_of(d))
+            .find(|(from, to)| *from <= local && local < *to)
     }
 
     /// The wall-clock window opened on `day`.
@@ -155,7 +155,7 @@ impl QuietRule {
 
     /// Whether `now` is inside quiet time.
     pub fn is_quiet(&self, now: DateTime<Utc>) -> bool {
-        self.window_end(now.with_timezone(&self.zone).naive_local())
+        self.window_at(now.with_timezone(&self.zone).naive_local())
             .is_some()
     }
 
@@ -165,13 +165,47 @@ impl QuietRule {
         let mut at = now;
         // Windows never chain more than a week; the bound only guards against a bad rule.
         for _ in 0..16 {
-            let Some(end) = self.window_end(at.with_timezone(&self.zone).naive_local()) else {
+            let Some((start, end)) = self.window_at(at.with_timezone(&self.zone).naive_local())
+            else {
                 return (at != now).then_some(at);
             };
-            at = first_instant_reaching(self.zone, end, at)?;
+            let reached = first_instant_reaching(self.zone, end, at)?;
+            // A window that starts inside a fall-back overlap, entered on the overlap's first
+            // pass, pauses when the clocks go back to before its start (the wall clock leaves
+            // it before reaching its end); quiet time resumes when the clock reaches the start
+            // again.
+            at = match set_back_before(self.zone, start, at) {
+                Some(change) if change < reached => change,
+                _ => reached,
+            };
         }
         Some(at)
     }
+}
+
+/// When `local` falls in a fall-back overlap and `at` is on its first pass: the instant the
+/// clocks go back (to before `local`). Found by bisection between the two instants of `local`.
+fn set_back_before(zone: Tz, local: NaiveDateTime, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let LocalResult::Ambiguous(a, b) = zone.from_local_datetime(&local) else {
+        return None;
+    };
+    let (mut first, mut second) = (a.min(b).with_timezone(&Utc), a.max(b).with_timezone(&Utc));
+    if at >= second {
+        return None;
+    }
+    let offset = |t: DateTime<Utc>| t.with_timezone(&zone).offset().fix();
+    let before = offset(first);
+    // Invariant: `first` has the summer offset, `second` the winter one; offsets change on
+    // whole seconds.
+    while second - first > chrono::Duration::seconds(1) {
+        let mid = first + (second - first) / 2;
+        if offset(mid) == before {
+            first = mid;
+        } else {
+            second = mid;
+        }
+    }
+    Some(second)
 }
 
 /// The first instant after `after` whose wall-clock time in `zone` reaches `local`: the earlier
@@ -273,6 +307,22 @@ mod tests {
         assert_eq!(
             r.quiet_until(utc("2026-10-24T22:00:00Z")),
             Some(utc("2026-10-25T00:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_start_inside_the_fall_back_overlap_pauses_quiet_time_when_the_clocks_go_back() {
+        // London repeats 01:00–02:00 on Sunday 2026-10-25: 01:30 BST is 00:30 UTC, and at
+        // 01:00 UTC the clocks go back to 01:00 GMT, before the window's start.
+        let r = rule(&["sun"], "Europe/London", "01:30", "06:00");
+        assert_eq!(
+            r.quiet_until(utc("2026-10-25T00:45:00Z")),
+            Some(utc("2026-10-25T01:00:00Z"))
+        );
+        assert!(!r.is_quiet(utc("2026-10-25T01:15:00Z")));
+        assert_eq!(
+            r.quiet_until(utc("2026-10-25T01:30:00Z")),
+            Some(utc("2026-10-25T06:00:00Z"))
         );
     }
 
