@@ -7,6 +7,23 @@ use std::time::{Duration, Instant};
 use wafleet_core::amqp;
 use wafleet_tests::TestFleet;
 
+/// The next message parked in `<p>.intake.rejected` (10 s at most).
+async fn next_rejected(t: &TestFleet, channel: &lapin::Channel) -> lapin::message::BasicGetMessage {
+    let queue = t.topology().intake_rejected_queue();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(m) = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "nothing reached {queue}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn count(t: &TestFleet, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&t.pool).await.unwrap()
 }
@@ -90,19 +107,7 @@ async fn a_bad_amqp_body_goes_to_the_rejected_queue_with_its_reason() {
     let (conn, channel) = t.amqp_channel().await;
     t.publish_intake(b"{not json", None).await;
 
-    let queue = t.topology().intake_rejected_queue();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let rejected = loop {
-        if let Some(m) = channel
-            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "nothing reached {queue}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let rejected = next_rejected(&t, &channel).await;
     assert_eq!(
         amqp::header_str(&rejected.delivery.properties, "x-wafleet-reason"),
         Some("invalid_json")
@@ -204,19 +209,7 @@ async fn rejected_reason(t: &TestFleet, content_type: &str, message_id: &str) ->
         })
         .await
         .expect("intake accepts the publish");
-    let queue = t.topology().intake_rejected_queue();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let rejected = loop {
-        if let Some(m) = channel
-            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "nothing reached {queue}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let rejected = next_rejected(t, &channel).await;
     let _ = conn.close(200, "done".into()).await;
     amqp::header_str(&rejected.delivery.properties, "x-wafleet-reason")
         .unwrap_or_default()
