@@ -5,26 +5,26 @@
 //! recorded — republishing to a retry tier or to `<p>.dead` (confirmed) before acking.
 
 use crate::dispatch::{Ctx, Disposition, handle_batch};
-use futures_util::StreamExt;
 use lapin::{
     Channel,
     message::Delivery,
-    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
-    types::{AMQPValue, FieldTable},
+    options::{BasicAckOptions, BasicNackOptions},
+    types::AMQPValue,
 };
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 use wafleet_core::{
     amqp::{self, Outgoing, Publisher, Topology},
+    consume::Batching,
     contract::{DispatchEnvelope, RETRY_COUNT_HEADER},
     domain::MessageId,
 };
 
-/// Consumes shard `shard` until cancelled; the in-flight batch is finished before returning.
+/// Consumes shard `shard` until cancelled; the in-flight batches are finished before returning.
 pub async fn run_shard(
     ctx: Arc<Ctx>,
     topology: Arc<Topology>,
@@ -33,55 +33,20 @@ pub async fn run_shard(
     shard: u16,
     cancel: CancellationToken,
 ) -> Result<(), lapin::Error> {
-    channel
-        .basic_qos(ctx.settings.prefetch, BasicQosOptions::default())
-        .await?;
     let queue = topology.shard_queue(shard);
     let tag = format!(
         "wafleet-dispatcher-{shard}-{}",
         uuid::Uuid::new_v4().simple()
     );
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let batches = TaskTracker::new();
-    loop {
-        let first = tokio::select! {
-            _ = cancel.cancelled() => break,
-            next = consumer.next() => next,
-        };
-        let mut batch = match first {
-            None => break,
-            Some(Ok(d)) => vec![d],
-            Some(Err(err)) => {
-                tracing::warn!(error = %err, shard, "dispatch consumer error; waiting for recovery");
-                channel.wait_for_recovery(err).await?;
-                continue;
-            }
-        };
-        let deadline = tokio::time::Instant::now() + ctx.settings.batch_wait;
-        while batch.len() < ctx.settings.batch_size {
-            match tokio::time::timeout_at(deadline, consumer.next()).await {
-                Ok(Some(Ok(d))) => batch.push(d),
-                _ => break,
-            }
-        }
-        batches.spawn(process(
-            ctx.clone(),
-            topology.clone(),
-            publisher.clone(),
-            batch,
-        ));
-    }
-    // In-flight batches finish (and are acked) before the shard lets go.
-    batches.close();
-    batches.wait().await;
-    Ok(())
+    let batching = Batching {
+        prefetch: ctx.settings.prefetch,
+        max: ctx.settings.batch_size,
+        wait: ctx.settings.batch_wait,
+    };
+    wafleet_core::consume::consume_batches(&channel, &queue, &tag, batching, cancel, |batch| {
+        process(ctx.clone(), topology.clone(), publisher.clone(), batch)
+    })
+    .await
 }
 
 #[tracing::instrument(name = "process wafleet.dispatch", skip_all, fields(
