@@ -3,7 +3,7 @@
 //! rejection), then the confirmed publish to the dispatch shard.
 
 use crate::{
-    resolve::{allowed_countries, bind_template, country_refusal, find_sender, load_template},
+    resolve::{allowed_countries, load_senders, load_template, resolve_draft},
     state::AppState,
     validate::{self, Draft, DraftBody},
 };
@@ -290,45 +290,20 @@ async fn resolve(
     tenant: TenantId,
     draft: Draft,
 ) -> Result<Result<Ready, Problem>, Problem> {
-    let (sender_id, phone_number_id) = match find_sender(
-        &st.pool,
-        tenant,
-        draft.sender.as_deref(),
-        draft.user_id.as_deref(),
-    )
-    .await?
-    {
-        Ok(found) => found,
-        Err(problem) => return Ok(Err(problem)),
-    };
+    let senders = load_senders(&st.pool, &[tenant]).await?;
     let allowed = allowed_countries(&st.pool, tenant).await?;
-    if let Some(problem) = country_refusal(&allowed, &draft.to) {
-        return Ok(Err(problem));
-    }
-    let content = match &draft.body {
-        DraftBody::Text(body) => Content::Text { body: body.clone() },
-        DraftBody::Template {
-            name,
-            language,
-            parameters,
-            merge_fields,
-        } => match bind_template(
-            load_template(&st.pool, tenant, name, language)
-                .await?
-                .as_ref(),
-            name,
-            language,
-            parameters,
-            merge_fields,
-        ) {
-            Ok(params) => Content::Template {
-                name: name.clone(),
-                language: language.clone(),
-                parameters: params,
-            },
-            Err(problem) => return Ok(Err(problem)),
-        },
+    let template = match &draft.body {
+        DraftBody::Template { name, language, .. } => {
+            load_template(&st.pool, tenant, name, language).await?
+        }
+        DraftBody::Text(_) => None,
     };
+    let senders = senders.get(&tenant).map(Vec::as_slice).unwrap_or_default();
+    let ((sender_id, phone_number_id), content) =
+        match resolve_draft(&draft, senders, &allowed, template.as_ref()) {
+            Ok(resolved) => resolved,
+            Err(problem) => return Ok(Err(problem)),
+        };
     if let Some(id) = draft.campaign_id {
         {
             let status: Option<(String,)> =

@@ -15,15 +15,18 @@
 //! failed publish is left to the outbox sweep, a replay answers as the first request did — at
 //! one commit per batch instead of several per message.
 
+mod plan;
+mod write;
+
 use crate::{
-    accept::{self, Accepted, Idempotency, Reply, problem_body},
+    accept::{self, Idempotency, Reply},
     publish::DispatchPublisher,
-    resolve::{self, SenderRow, TemplateInfo, TemplateKey},
-    validate::{self, Draft, DraftBody},
+    validate::{self, Draft},
 };
 use axum::http::StatusCode;
 use futures_util::future::join_all;
-use serde_json::{Value, json};
+use plan::{Lookups, plan};
+use serde_json::Value;
 use sqlx::PgPool;
 use std::{
     collections::{HashMap, HashSet},
@@ -34,10 +37,11 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 use wafleet_core::{
-    contract::{Content, Kind, SendRequest},
+    contract::{Content, SendRequest},
     domain::{MessageId, RecordRef, SenderId, TenantId, state},
     http::Problem,
 };
+use write::{insert_events, insert_messages, remember_replies};
 
 /// How the collector batches.
 #[derive(Debug, Clone, Copy)]
@@ -202,15 +206,6 @@ struct Row {
     not_after: Option<chrono::DateTime<chrono::Utc>>,
     reply: Reply,
     publish: bool,
-}
-
-/// What the batch's requests are resolved against, read once per batch.
-#[derive(Default)]
-struct Lookups {
-    tenants: HashSet<TenantId>,
-    senders: HashMap<TenantId, Vec<SenderRow>>,
-    allowed: HashMap<TenantId, Vec<String>>,
-    templates: HashMap<TemplateKey, TemplateInfo>,
 }
 
 impl Writer {
@@ -479,164 +474,6 @@ async fn stored_replies<J: std::borrow::Borrow<Job>>(
         .collect())
 }
 
-impl Lookups {
-    /// Reads what the batch's requests need: which tenants exist, their senders and allowed
-    /// countries, and the templates named.
-    async fn load(
-        pool: &PgPool,
-        jobs: &[Job],
-        drafts: &[Result<Draft, Problem>],
-    ) -> Result<Self, sqlx::Error> {
-        let mut tenants: Vec<TenantId> = jobs.iter().map(|j| j.tenant).collect();
-        tenants.sort();
-        tenants.dedup();
-        let ids: Vec<uuid::Uuid> = tenants.iter().map(|t| t.0).collect();
-        let existing: Vec<TenantId> =
-            sqlx::query_scalar("SELECT id FROM tenants WHERE id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(pool)
-                .await?;
-        let mut keys: Vec<TemplateKey> = jobs
-            .iter()
-            .zip(drafts)
-            .filter_map(|(j, draft)| match &draft.as_ref().ok()?.body {
-                DraftBody::Template { name, language, .. } => {
-                    Some((j.tenant, name.clone(), language.clone()))
-                }
-                DraftBody::Text(_) => None,
-            })
-            .collect();
-        keys.sort();
-        keys.dedup();
-        Ok(Self {
-            tenants: existing.into_iter().collect(),
-            senders: resolve::load_senders(pool, &tenants).await?,
-            allowed: resolve::load_allowed_countries(pool, &tenants).await?,
-            templates: resolve::load_templates(pool, &keys).await?,
-        })
-    }
-}
-
-/// Decides one validated request against the batch's lookups: pure.
-fn plan(job: &Job, draft: Result<Draft, Problem>, lookups: &Lookups) -> Plan {
-    if !lookups.tenants.contains(&job.tenant) {
-        return Plan::Answered(Ok(refusal(&Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_tenant",
-            format!("no tenant {}", job.tenant),
-        ))));
-    }
-    let record = validate::record_of(&job.request);
-    let resolved = draft.and_then(|draft| resolve_draft(job, draft, lookups));
-    let id = job.id;
-    match resolved {
-        Ok((draft, sender, content)) => {
-            let bulk = draft.kind == Kind::Bulk;
-            // Bulk waits in PostgreSQL for the feeder (SPEC §3 principle 5): never published here.
-            let state = if bulk { state::QUEUED } else { state::ACCEPTED };
-            let body = json!(Accepted { id, status: state });
-            Plan::Write(Box::new(Row {
-                id,
-                kind: draft.kind.as_str(),
-                sender: Some(sender),
-                recipient: Some(draft.to.as_str().to_owned()),
-                record: draft.record,
-                user_id: draft.user_id,
-                content: Some(content),
-                state,
-                reason: None,
-                detail: None,
-                not_after: draft.not_after,
-                reply: Reply {
-                    status: StatusCode::ACCEPTED,
-                    body,
-                    replay: false,
-                },
-                publish: !bulk,
-            }))
-        }
-        Err(problem) => {
-            metrics::counter!("wafleet_intake_rejected_total", "channel" => "http", "code" => problem.code).increment(1);
-            wafleet_core::metrics::message_state(state::REJECTED, Some(problem.code));
-            let Some(record) = record else {
-                // Nothing to file it under: the caller gets the problem and nothing is written.
-                return Plan::Answered(Ok(refusal(&problem)));
-            };
-            let mut body = problem_body(&problem);
-            body["id"] = json!(id);
-            Plan::Write(Box::new(Row {
-                id,
-                kind: Kind::Single.as_str(),
-                sender: None,
-                recipient: None,
-                record,
-                user_id: None,
-                content: None,
-                state: state::REJECTED,
-                reason: Some(problem.code),
-                detail: Some(json!({ "detail": problem.detail, "field": problem.field })),
-                not_after: None,
-                reply: Reply {
-                    status: problem.status,
-                    body,
-                    replay: false,
-                },
-                publish: false,
-            }))
-        }
-    }
-}
-
-fn refusal(problem: &Problem) -> Reply {
-    Reply {
-        status: problem.status,
-        body: problem_body(problem),
-        replay: false,
-    }
-}
-
-/// The sender, the country check and the template binding, over the batch's lookups.
-fn resolve_draft(
-    job: &Job,
-    draft: Draft,
-    lookups: &Lookups,
-) -> Result<(Draft, (SenderId, String), Content), Problem> {
-    let senders = lookups.senders.get(&job.tenant).map(Vec::as_slice);
-    let sender = resolve::pick_sender(
-        senders.unwrap_or_default(),
-        draft.sender.as_deref(),
-        draft.user_id.as_deref(),
-    )?;
-    let allowed = lookups.allowed.get(&job.tenant).map(Vec::as_slice);
-    if let Some(problem) = resolve::country_refusal(allowed.unwrap_or_default(), &draft.to) {
-        return Err(problem);
-    }
-    let content = match &draft.body {
-        DraftBody::Text(body) => Content::Text { body: body.clone() },
-        DraftBody::Template {
-            name,
-            language,
-            parameters,
-            merge_fields,
-        } => {
-            let key = (job.tenant, name.clone(), language.clone());
-            let parameters = resolve::bind_template(
-                lookups.templates.get(&key),
-                name,
-                language,
-                parameters,
-                merge_fields,
-            )?;
-            Content::Template {
-                name: name.clone(),
-                language: language.clone(),
-                parameters,
-            }
-        }
-    };
-    Ok((draft, sender, content))
-}
-
 /// Counts an accepted or refused row once it is durable.
 fn count(row: &Row) {
     metrics::counter!("wafleet_intake_accepted_total")
@@ -644,148 +481,4 @@ fn count(row: &Row) {
     if row.state != state::REJECTED {
         wafleet_core::metrics::message_state(row.state, None);
     }
-}
-
-/// Stores each row's reply under its idempotency key; returns the keys already taken (by a
-/// concurrent request in another batch or process), whose rows must not be written.
-async fn remember_replies(
-    tx: &mut sqlx::PgConnection,
-    rows: &[(&Job, &Row)],
-) -> Result<HashSet<(TenantId, String)>, sqlx::Error> {
-    let keyed: Vec<(&Job, &Row, &Idempotency)> = rows
-        .iter()
-        .filter_map(|(job, row)| Some((*job, *row, job.idempotency.as_ref()?)))
-        .collect();
-    if keyed.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let tenants: Vec<uuid::Uuid> = keyed.iter().map(|(j, ..)| j.tenant.0).collect();
-    let keys: Vec<&str> = keyed.iter().map(|(.., i)| i.key.as_str()).collect();
-    let hashes: Vec<&[u8]> = keyed
-        .iter()
-        .map(|(.., i)| i.request_hash.as_slice())
-        .collect();
-    let statuses: Vec<i16> = keyed
-        .iter()
-        .map(|(_, r, _)| r.reply.status.as_u16() as i16)
-        .collect();
-    let bodies: Vec<&Value> = keyed.iter().map(|(_, r, _)| &r.reply.body).collect();
-    let inserted: Vec<(TenantId, String)> = sqlx::query_as(
-        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, response_status, response_body)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::int2[], $5::jsonb[])
-         ON CONFLICT DO NOTHING
-         RETURNING tenant_id, key",
-    )
-    .bind(&tenants)
-    .bind(&keys)
-    .bind(&hashes)
-    .bind(&statuses)
-    .bind(&bodies)
-    .fetch_all(&mut *tx)
-    .await?;
-    let inserted: HashSet<(TenantId, String)> = inserted.into_iter().collect();
-    Ok(keyed
-        .iter()
-        .map(|(j, _, i)| (j.tenant, i.key.clone()))
-        .filter(|k| !inserted.contains(k))
-        .collect())
-}
-
-async fn insert_messages(
-    tx: &mut sqlx::PgConnection,
-    rows: &[(&Job, &Row)],
-) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let col = |f: fn(&Job, &Row) -> Option<String>| -> Vec<Option<String>> {
-        rows.iter().map(|(j, r)| f(j, r)).collect()
-    };
-    let ids: Vec<uuid::Uuid> = rows.iter().map(|(_, r)| r.id.0).collect();
-    let tenants: Vec<uuid::Uuid> = rows.iter().map(|(j, _)| j.tenant.0).collect();
-    let kinds: Vec<&str> = rows.iter().map(|(_, r)| r.kind).collect();
-    let sender_ids: Vec<Option<uuid::Uuid>> = rows
-        .iter()
-        .map(|(_, r)| r.sender.as_ref().map(|s| s.0.0))
-        .collect();
-    let phone_number_ids = col(|_, r| r.sender.as_ref().map(|s| s.1.clone()));
-    let recipients = col(|_, r| r.recipient.clone());
-    let record_types: Vec<&str> = rows.iter().map(|(_, r)| r.record.kind.as_str()).collect();
-    let record_ids: Vec<&str> = rows.iter().map(|(_, r)| r.record.id.as_str()).collect();
-    let user_ids = col(|_, r| r.user_id.clone());
-    let content_types: Vec<&str> = rows
-        .iter()
-        .map(|(_, r)| r.content.as_ref().map_or("none", Content::type_name))
-        .collect();
-    let contents: Vec<Value> = rows
-        .iter()
-        .map(|(_, r)| {
-            r.content.as_ref().map_or_else(
-                || json!({}),
-                |c| serde_json::to_value(c).expect("content serialises"),
-            )
-        })
-        .collect();
-    let states: Vec<&str> = rows.iter().map(|(_, r)| r.state).collect();
-    let reasons: Vec<Option<&str>> = rows.iter().map(|(_, r)| r.reason).collect();
-    let not_after: Vec<Option<chrono::DateTime<chrono::Utc>>> =
-        rows.iter().map(|(_, r)| r.not_after).collect();
-    let traces = col(|j, r| r.content.as_ref().and(j.traceparent.clone()));
-    sqlx::query(
-        "INSERT INTO messages (id, tenant_id, direction, kind, sender_id, phone_number_id,
-             recipient, record_type, record_id, user_id, content_type, content, state, reason,
-             not_after, trace_context)
-         SELECT id, tenant_id, 'out', kind, sender_id, phone_number_id, recipient, record_type,
-                record_id, user_id, content_type, content, state, reason, not_after, trace_context
-         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::text[],
-                     $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[],
-                     $13::text[], $14::timestamptz[], $15::text[])
-              AS u(id, tenant_id, kind, sender_id, phone_number_id, recipient, record_type,
-                   record_id, user_id, content_type, content, state, reason, not_after,
-                   trace_context)",
-    )
-    .bind(&ids)
-    .bind(&tenants)
-    .bind(&kinds)
-    .bind(&sender_ids)
-    .bind(&phone_number_ids)
-    .bind(&recipients)
-    .bind(&record_types)
-    .bind(&record_ids)
-    .bind(&user_ids)
-    .bind(&content_types)
-    .bind(&contents)
-    .bind(&states)
-    .bind(&reasons)
-    .bind(&not_after)
-    .bind(&traces)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-async fn insert_events(
-    tx: &mut sqlx::PgConnection,
-    rows: &[(&Job, &Row)],
-) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<uuid::Uuid> = rows.iter().map(|(_, r)| r.id.0).collect();
-    let tenants: Vec<uuid::Uuid> = rows.iter().map(|(j, _)| j.tenant.0).collect();
-    let states: Vec<&str> = rows.iter().map(|(_, r)| r.state).collect();
-    let reasons: Vec<Option<&str>> = rows.iter().map(|(_, r)| r.reason).collect();
-    let details: Vec<Option<&Value>> = rows.iter().map(|(_, r)| r.detail.as_ref()).collect();
-    sqlx::query(
-        "INSERT INTO message_events (message_id, tenant_id, state, reason, detail)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[])",
-    )
-    .bind(&ids)
-    .bind(&tenants)
-    .bind(&states)
-    .bind(&reasons)
-    .bind(&details)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }

@@ -4,11 +4,12 @@
 //! choices themselves are pure functions over rows loaded once, so a batch of requests is
 //! resolved with one read per table, not one per request.
 
+use crate::validate::{Draft, DraftBody};
 use axum::http::StatusCode;
 use serde_json::Value;
 use std::collections::HashMap;
 use wafleet_core::{
-    contract::{ResolvedParameters, TemplateParameters},
+    contract::{Content, ResolvedParameters, TemplateParameters},
     domain::{PhoneNumber, SenderId, TenantId},
     http::Problem,
     policy::countries,
@@ -299,4 +300,33 @@ pub fn bind_template(
 struct Binding {
     param: String,
     merge_code: String,
+}
+
+/// A draft's sender, country check and template binding, over rows already read: the one rule
+/// shared by the group commit (rows read per batch) and the one-at-a-time path. `template` is
+/// the synced template the draft names (`None` for text, or when it was never synced).
+pub fn resolve_draft(
+    draft: &Draft,
+    senders: &[SenderRow],
+    allowed: &[String],
+    template: Option<&TemplateInfo>,
+) -> Result<((SenderId, String), Content), Problem> {
+    let sender = pick_sender(senders, draft.sender.as_deref(), draft.user_id.as_deref())?;
+    if let Some(problem) = country_refusal(allowed, &draft.to) {
+        return Err(problem);
+    }
+    let content = match &draft.body {
+        DraftBody::Text(body) => Content::Text { body: body.clone() },
+        DraftBody::Template {
+            name,
+            language,
+            parameters,
+            merge_fields,
+        } => Content::Template {
+            name: name.clone(),
+            language: language.clone(),
+            parameters: bind_template(template, name, language, parameters, merge_fields)?,
+        },
+    };
+    Ok((sender, content))
 }
