@@ -19,7 +19,7 @@ pub struct Fleet {
     pub ingest_url: String,
     pub webhooks_url: String,
     pub sim_url: String,
-    dispatcher_url: String,
+    pub dispatcher_url: String,
 }
 
 /// The `wafleet` binary beside this one (`target/release/wafleet`), unless given.

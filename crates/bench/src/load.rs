@@ -63,14 +63,27 @@ pub struct LoadTuning {
     pub confirm_window: usize,
     pub http_concurrency: usize,
     pub run_id: String,
+    /// Messages per second offered by the AMQP and HTTP paths (`None`: as fast as possible).
+    pub offered_rate: Option<f64>,
+    /// Senders the AMQP and HTTP paths spread over (the first ones of the tenant).
+    pub senders: usize,
 }
 
-/// One message of `path`: recipient `i`, sender `i mod 20`.
-fn message(path: Path, i: u32, tenant: &Tenant) -> Value {
+/// Waits until message `i` is due at the offered rate (at once when there is none).
+async fn pace(started: Instant, i: u32, rate: Option<f64>) {
+    if let Some(rate) = rate {
+        let due = started + Duration::from_secs_f64(f64::from(i) / rate);
+        tokio::time::sleep_until(due.into()).await;
+    }
+}
+
+/// One message of `path`: recipient `i`, sender `i mod senders` (at most the tenant's 20).
+fn message(path: Path, i: u32, tenant: &Tenant, senders: usize) -> Value {
+    let senders = senders.clamp(1, tenant.senders.len());
     json!({
         "to": recipient(path.series(), i),
         "record": {"type": "candidate", "id": format!("bench-{:?}-{i}", path)},
-        "sender": tenant.senders[i as usize % tenant.senders.len()],
+        "sender": tenant.senders[i as usize % senders],
         "template": {"name": TEMPLATE, "language": "en_GB"},
         "merge_fields": {"KNOWNAS": "Anna", "CONSULTANTUSERNAME": "Sam"},
     })
@@ -94,7 +107,8 @@ pub async fn amqp(
     );
     let started = Instant::now();
     for i in 0..n {
-        let mut body = message(Path::Amqp, i, tenant);
+        pace(started, i, tuning.offered_rate).await;
+        let mut body = message(Path::Amqp, i, tenant, tuning.senders);
         body["kind"] = json!("single");
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
@@ -136,6 +150,7 @@ pub async fn http(
         .map(|_| {
             let (client, next, url) = (client.clone(), Arc::clone(&next), url.clone());
             let (key, run_id) = (tenant.api_key.clone(), tuning.run_id.clone());
+            let (rate, senders) = (tuning.offered_rate, tuning.senders);
             let tenant = Arc::clone(&shared);
             tokio::spawn(async move {
                 let mut out = LoadOutcome::default();
@@ -145,11 +160,12 @@ pub async fn http(
                         return out;
                     }
                     out.offered += 1;
+                    pace(started, i, rate).await;
                     let res = client
                         .post(&url)
                         .bearer_auth(&key)
                         .header("Idempotency-Key", format!("bench-{run_id}-http-{i}"))
-                        .json(&message(Path::Http, i, &tenant))
+                        .json(&message(Path::Http, i, &tenant, senders))
                         .send()
                         .await;
                     match res {
@@ -209,7 +225,7 @@ pub async fn campaigns(
             let mut count = 0;
             // Recipient i goes to sender i mod 20, as on the other paths.
             for i in (s..n).step_by(senders as usize) {
-                let mut line = message(Path::Campaign, i, tenant);
+                let mut line = message(Path::Campaign, i, tenant, tenant.senders.len());
                 if let Some(obj) = line.as_object_mut() {
                     obj.remove("sender");
                     obj.remove("template");

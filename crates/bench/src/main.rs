@@ -6,8 +6,10 @@
 //!
 //! It is a benchmark, not a test: `just test` does not run it.
 
+mod broker_work;
 mod ceilings;
 mod confirms;
+mod db_work;
 mod fleet;
 mod load;
 mod measure;
@@ -70,6 +72,15 @@ pub struct FleetArgs {
     /// Concurrent `POST /v1/messages` requests.
     #[arg(long, default_value_t = 256)]
     pub http_concurrency: usize,
+    /// Offered load of the AMQP and HTTP paths in messages per second (open loop: message i is
+    /// pushed at i / rate seconds, whatever the fleet answers); 0 pushes as fast as possible.
+    /// Latency figures mean something only below the fleet's maximum: measure that first.
+    #[arg(long, default_value_t = 0.0)]
+    pub offered_rate: f64,
+    /// How many of the tenant's 20 senders the AMQP and HTTP paths use (1 measures one number
+    /// at its full rate).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub senders: u32,
     /// Messages through the quorum queue for the broker ceiling.
     #[arg(long, default_value_t = 100_000)]
     pub ceiling_messages: u64,

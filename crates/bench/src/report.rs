@@ -24,6 +24,10 @@ pub struct PathResult {
     pub processes: Vec<ProcessUsage>,
     /// The machine's busy share over the path (percent of all cores).
     pub machine_busy_percent: f64,
+    /// What the path cost PostgreSQL per accepted message.
+    pub db_work: crate::db_work::DbWork,
+    /// How many broker publishes each accepted message caused.
+    pub broker_work: crate::broker_work::BrokerWork,
 }
 
 /// The whole run.
@@ -32,6 +36,10 @@ pub struct Report {
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub messages_per_path: u32,
     pub analyzed: bool,
+    /// Offered load of the AMQP and HTTP paths (msg/s; `None`: as fast as possible).
+    pub offered_rate: Option<f64>,
+    /// Senders the AMQP and HTTP paths used.
+    pub senders: u32,
     pub cores: usize,
     /// The machine's busy share over one second before the run (other work on the box).
     pub idle_machine_busy_percent: f64,
@@ -63,8 +71,13 @@ impl Report {
             out.push('\n');
         };
         line(format!(
-            "wafleet bench-fleet: {} messages per path, {} cores, ANALYZE {}",
+            "wafleet bench-fleet: {} messages per path, offered {}, {} sender(s) on AMQP/HTTP, {} cores, ANALYZE {}",
             self.messages_per_path,
+            self.offered_rate.map_or_else(
+                || "as fast as possible".to_owned(),
+                |r| format!("at {r:.0} msg/s")
+            ),
+            self.senders,
             self.cores,
             if self.analyzed {
                 "run before each path"
@@ -181,6 +194,10 @@ impl Report {
             },
             num(f.intake_to_graph_max_ms, 0),
         ));
+        s.push_str(&p.db_work.render());
+        s.push('\n');
+        s.push_str(&p.broker_work.render());
+        s.push('\n');
         s.push_str(
             "  process                CPU (% of one core)  peak RSS (MB)  log WARN  log ERROR\n",
         );

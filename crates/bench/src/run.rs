@@ -3,7 +3,9 @@
 //! the first message pushed until every message is final or `--drain-timeout` passes.
 
 use crate::FleetArgs;
+use crate::broker_work;
 use crate::ceilings::{self, Ceilings};
+use crate::db_work::Snapshot;
 use crate::fleet::{Fleet, wafleet_binary};
 use crate::load::{self, LoadTuning, Path};
 use crate::measure::{self, FINAL};
@@ -66,6 +68,8 @@ pub async fn run(
     let tuning = LoadTuning {
         confirm_window: args.confirm_window,
         http_concurrency: args.http_concurrency,
+        offered_rate: (args.offered_rate > 0.0).then_some(args.offered_rate),
+        senders: args.senders as usize,
         run_id: res.prefix.clone(),
     };
     let ctx = Ctx {
@@ -86,6 +90,8 @@ pub async fn run(
         started_at,
         messages_per_path: args.messages,
         analyzed: args.analyze,
+        offered_rate: tuning.offered_rate,
+        senders: args.senders,
         cores: std::thread::available_parallelism().map_or(0, usize::from),
         idle_machine_busy_percent,
         ceilings,
@@ -125,6 +131,13 @@ async fn run_path(path: Path, ctx: &Ctx<'_>, fleet: &mut Fleet) -> anyhow::Resul
     }
     let tenant_id: uuid::Uuid = tenant.id.parse()?;
     let since = chrono::Utc::now();
+    let db_before = Snapshot::take(pool).await?;
+    let endpoints = broker_work::Endpoints {
+        ingest: &fleet.ingest_url,
+        dispatcher: &fleet.dispatcher_url,
+        webhooks: &fleet.webhooks_url,
+    };
+    let broker_before = broker_work::Snapshot::take(http, &endpoints).await;
     let cpu = fleet.cpu_sample();
     let started = Instant::now();
     let n = args.messages;
@@ -156,6 +169,26 @@ async fn run_path(path: Path, ctx: &Ctx<'_>, fleet: &mut Fleet) -> anyhow::Resul
     let wall_seconds = started.elapsed().as_secs_f64();
     let (processes, machine_busy_percent) = cpu.usage_since(&fleet.services);
     let figures = measure::figures(pool, http, &fleet.sim_url, tenant_id, since).await?;
+    // The counters of the last transactions reach the statistics within a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let db_work = db_before.per_message(&Snapshot::take(pool).await?, pushed.accepted);
+    let endpoints = broker_work::Endpoints {
+        ingest: &fleet.ingest_url,
+        dispatcher: &fleet.dispatcher_url,
+        webhooks: &fleet.webhooks_url,
+    };
+    let intake_publishes = if path == Path::Amqp {
+        pushed.accepted
+    } else {
+        0
+    };
+    let broker_work = broker_before.per_message(
+        &broker_work::Snapshot::take(http, &endpoints).await,
+        pushed.accepted,
+        intake_publishes,
+        figures.throughput_per_s,
+        ceilings.broker_end_to_end_per_s,
+    );
     let not_final = drain
         .states
         .iter()
@@ -186,5 +219,7 @@ async fn run_path(path: Path, ctx: &Ctx<'_>, fleet: &mut Fleet) -> anyhow::Resul
         wall_seconds,
         processes,
         machine_busy_percent,
+        db_work,
+        broker_work,
     })
 }
