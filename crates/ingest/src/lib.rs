@@ -154,6 +154,7 @@ impl Application {
         let marker = tokio::spawn(publish::run_marker(
             state.pool.clone(),
             marks,
+            publish::mark_delay(settings.ingest.outbox_after),
             marker_cancel.clone(),
         ));
         tasks.spawn(outbox::run_sweep(

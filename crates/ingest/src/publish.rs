@@ -3,8 +3,8 @@
 
 use futures_util::FutureExt;
 use sqlx::PgPool;
-use std::{sync::Arc, time::Duration};
-use tokio::sync::mpsc;
+use std::{collections::VecDeque, sync::Arc, time::Duration};
+use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use wafleet_core::{
     amqp::{self, Outgoing, PublishError, Publisher, Topology},
@@ -73,58 +73,74 @@ impl DispatchPublisher {
     }
 }
 
-/// Marks confirmed publishes in batches: one UPDATE per up to `max` ids or `wait`.
+/// How long a confirmed publish waits before it is marked, at most. A dispatcher usually claims
+/// the row well within it, and a claimed row needs no mark (the sweep only looks at rows still
+/// `accepted`), so a message that flows normally costs no outbox write at all: one rewrite of a
+/// wide, many-indexed row less per message. Only rows still queued by then are marked.
+const MARK_DELAY: Duration = Duration::from_secs(1);
+
+/// The delay the marker keeps: [`MARK_DELAY`], or a quarter of the sweep's `outbox_after` if that
+/// is shorter, so the sweep never republishes a row only because its mark was still waiting.
+pub fn mark_delay(outbox_after: Duration) -> Duration {
+    MARK_DELAY.min(outbox_after / 4)
+}
+
+/// Marks confirmed publishes of rows still `accepted` once they are `delay` old, in batches of
+/// up to 500 ids per UPDATE. Runs until every sender is dropped or `cancel`; what is waiting
+/// then is marked at once, so a clean shutdown leaves nothing for the sweep.
 pub async fn run_marker(
     pool: PgPool,
     mut rx: mpsc::Receiver<MessageId>,
+    delay: Duration,
     cancel: CancellationToken,
 ) {
-    const MAX: usize = 500;
-    let wait = Duration::from_millis(20);
-    let mut batch: Vec<uuid::Uuid> = Vec::with_capacity(MAX);
+    let mut waiting: VecDeque<(Instant, uuid::Uuid)> = VecDeque::new();
     loop {
-        let first = tokio::select! {
-            id = rx.recv() => id,
-            _ = cancel.cancelled() => None,
-        };
-        let Some(first) = first else { break };
-        batch.push(first.0);
-        let deadline = tokio::time::Instant::now() + wait;
-        while batch.len() < MAX {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(id)) => batch.push(id.0),
-                _ => break,
-            }
+        let due = waiting.front().map(|(at, _)| *at + delay);
+        tokio::select! {
+            id = rx.recv() => match id {
+                Some(id) => waiting.push_back((Instant::now(), id.0)),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
+            _ = cancel.cancelled() => break,
         }
-        flush(&pool, &mut batch).await;
+        let now = Instant::now();
+        let ready = waiting
+            .iter()
+            .take_while(|(at, _)| *at + delay <= now)
+            .count();
+        if ready > 0 {
+            let ids: Vec<uuid::Uuid> = waiting.drain(..ready).map(|(_, id)| id).collect();
+            flush(&pool, &ids).await;
+        }
     }
-    // Drain what is already queued so a clean shutdown leaves nothing for the sweep.
     while let Some(Some(id)) = rx.recv().now_or_never() {
-        batch.push(id.0);
+        waiting.push_back((Instant::now(), id.0));
     }
-    flush(&pool, &mut batch).await;
+    let ids: Vec<uuid::Uuid> = waiting.into_iter().map(|(_, id)| id).collect();
+    flush(&pool, &ids).await;
 }
 
-async fn flush(pool: &PgPool, batch: &mut Vec<uuid::Uuid>) {
-    if batch.is_empty() {
-        return;
+async fn flush(pool: &PgPool, ids: &[uuid::Uuid]) {
+    for chunk in ids.chunks(500) {
+        // Internal bookkeeping by primary key (ids are global UUIDs), not a tenant-facing
+        // query. Rows a dispatcher claimed (or is claiming: skipped, never waited for, so never
+        // deadlocked with) no longer need the mark, which only keeps the outbox sweep off rows
+        // still `accepted`. Should a skipped claim roll back, the sweep republishes the row and
+        // the dispatcher's claim makes the second envelope harmless.
+        let result = sqlx::query(
+            "UPDATE messages SET published_at = now()
+             WHERE id IN (SELECT id FROM messages
+                          WHERE id = ANY($1) AND published_at IS NULL AND state = 'accepted'
+                          ORDER BY id FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(chunk)
+        .execute(pool)
+        .await;
+        if let Err(err) = result {
+            // Unmarked rows are re-published by the sweep; duplicates are harmless downstream.
+            tracing::warn!(error = %err, count = chunk.len(), "could not mark published messages");
+        }
     }
-    // Internal bookkeeping by primary key (ids are global UUIDs), not a tenant-facing query.
-    // Rows a dispatcher is claiming right now are skipped, not waited for (and so never
-    // deadlocked with): once claimed they no longer need the mark, which only keeps the outbox
-    // sweep off rows still `accepted`. Should a skipped claim roll back, the sweep republishes
-    // the row and the dispatcher's claim makes the second envelope harmless.
-    let result = sqlx::query(
-        "UPDATE messages SET published_at = now()
-         WHERE id IN (SELECT id FROM messages WHERE id = ANY($1) AND published_at IS NULL
-                      ORDER BY id FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(&*batch)
-    .execute(pool)
-    .await;
-    if let Err(err) = result {
-        // Unmarked rows are re-published by the sweep; duplicates are harmless downstream.
-        tracing::warn!(error = %err, count = batch.len(), "could not mark published messages");
-    }
-    batch.clear();
 }
