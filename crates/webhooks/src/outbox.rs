@@ -1,8 +1,9 @@
 //! Notifications for upstream through a transactional outbox: events are written to
 //! `outbound_events` in the same transaction as the state change they describe (here, and in
 //! the dispatcher's `record`), and a drainer publishes them to `<p>.events` with confirms, in id
-//! order, then marks them published. A crash between the publish and the mark republishes:
-//! delivery is at-least-once, never lost.
+//! order, then deletes them (the outbox is a queue, not a log: the message history is the
+//! record, and a deleted row costs no index entry where marking it would rewrite it). A crash
+//! between the publish and the delete republishes: delivery is at-least-once, never lost.
 
 use futures_util::future::try_join_all;
 use serde::Serialize;
@@ -107,7 +108,7 @@ impl Drainer {
         }))
         .await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        sqlx::query("UPDATE outbound_events SET published_at = now() WHERE id = ANY($1)")
+        sqlx::query("DELETE FROM outbound_events WHERE id = ANY($1)")
             .bind(&ids)
             .execute(&mut *tx)
             .await?;

@@ -188,7 +188,10 @@ async fn the_subscription_handshake_echoes_the_challenge_only_for_the_right_toke
 #[tokio::test]
 async fn a_late_failure_after_read_keeps_read_and_tells_upstream_nothing_new() {
     let t = TestFleet::start().await;
-    let (id, wamid) = sent_messages(&t, 1).await.remove(0);
+    let mut events = t.events().await;
+    let mut sent = sent_messages(&t, 2).await;
+    let (id, wamid) = sent.remove(0);
+    let (later_id, later_wamid) = sent.remove(0);
     let now = chrono::Utc::now().timestamp();
     let read = t.status_payload(vec![status(&wamid, "read", now)]);
     assert_eq!(t.post_webhook(&read, Some(&t.app_secret)).await, 200);
@@ -206,18 +209,24 @@ async fn a_late_failure_after_read_keeps_read_and_tells_upstream_nothing_new() {
             == 1
     })
     .await;
+    // Events leave in the order of the changes: once a later change reaches upstream, anything
+    // the late failure had announced would have reached it before.
+    let marker = t.status_payload(vec![status(&later_wamid, "read", now + 6)]);
+    assert_eq!(t.post_webhook(&marker, Some(&t.app_secret)).await, 200);
+    events
+        .wait_for("status", "the later message's read", |e| {
+            e["message_id"] == later_id.as_str() && e["status"] == "read"
+        })
+        .await;
 
     let (_, after) = t.get(&format!("/v1/messages/{id}")).await;
     assert_eq!(after["state"], "read");
     assert_eq!(after["reason"], serde_json::Value::Null, "{after}");
-    let failures_announced: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM outbound_events
-         WHERE body->>'message_id' = $1 AND body->>'status' = 'failed'",
-    )
-    .bind(&id)
-    .fetch_one(&t.pool)
-    .await
-    .unwrap();
+    let failures_announced = events
+        .of_kind("status")
+        .into_iter()
+        .filter(|e| e["message_id"] == id.as_str() && e["status"] == "failed")
+        .count();
     assert_eq!(
         failures_announced, 0,
         "upstream was told of a failure that changed nothing"
