@@ -33,6 +33,12 @@ pub struct Unclaimed {
 /// Claims every message of the batch that is waiting to be sent, plus any left `dispatching` by
 /// a crash longer ago than `resend_cutoff` (no status webhook named it meanwhile, so Meta most
 /// likely never accepted it). Returns the claimed rows and the current state of the others.
+///
+/// One statement, so one round trip and its own transaction: lock the rows in id order (see
+/// [`lock_in_order`]), claim the eligible ones, and write their `dispatching` events. The lock
+/// returns each row as it is now (a status that committed meanwhile included), so the
+/// eligibility test and the state reported for the others are current, not the statement's
+/// snapshot.
 pub async fn claim(
     pool: &PgPool,
     ids: &[MessageId],
@@ -40,52 +46,97 @@ pub async fn claim(
     resend_cutoff: DateTime<Utc>,
 ) -> Result<(Vec<Claimed>, Vec<Unclaimed>), sqlx::Error> {
     let raw: Vec<uuid::Uuid> = ids.iter().map(|i| i.0).collect();
-    let mut tx = pool.begin().await?;
-    lock_in_order(&mut tx, &raw).await?;
-    let claimed: Vec<Claimed> = sqlx::query_as(
-        "UPDATE messages SET state = 'dispatching', reason = NULL, claimed_at = $2,
-             attempts = attempts + 1, updated_at = $2
-         -- Driven by the primary key: `direction` as a filter (`IS TRUE`), so that the
-         -- partial index of outbound rows never looks cheaper on an unanalysed table.
-         WHERE id = ANY($1) AND (direction = 'out') IS TRUE
-           -- A held row (deferred for anything but `retry`) belongs to the releaser until it
-           -- is due: a stray envelope must not send it early (a recipient hold, a circuit).
-           AND (state IN ('accepted', 'queued')
-                OR (state = 'deferred' AND (reason = 'retry' OR not_before <= $2))
-                OR (state = 'dispatching' AND wamid IS NULL AND claimed_at < $3))
-         RETURNING id, tenant_id, phone_number_id, recipient, content, not_after, attempts, kind",
+    let rows: Vec<ClaimRow> = sqlx::query_as(
+        "WITH locked AS (
+             SELECT id, state, reason, not_before, wamid, claimed_at, direction FROM messages
+             WHERE id = ANY($1) ORDER BY id FOR UPDATE
+         ), claimed AS (
+             UPDATE messages m SET state = 'dispatching', reason = NULL, claimed_at = $2,
+                 attempts = m.attempts + 1, updated_at = $2
+             FROM locked l
+             -- A row without a number to send from or to could never be sent: never claimed.
+             WHERE m.id = l.id AND l.direction = 'out'
+               AND m.phone_number_id IS NOT NULL AND m.recipient IS NOT NULL
+               -- A held row (deferred for anything but `retry`) belongs to the releaser until
+               -- it is due: a stray envelope must not send it early (a recipient hold, a circuit).
+               AND (l.state IN ('accepted', 'queued')
+                    OR (l.state = 'deferred' AND (l.reason = 'retry' OR l.not_before <= $2))
+                    OR (l.state = 'dispatching' AND l.wamid IS NULL AND l.claimed_at < $3))
+             RETURNING m.id, m.tenant_id, m.phone_number_id, m.recipient, m.content, m.not_after,
+                       m.attempts, m.kind
+         ), events AS (
+             INSERT INTO message_events (message_id, tenant_id, state, detail, at)
+             SELECT id, tenant_id, 'dispatching', jsonb_build_object('attempt', attempts), $2
+             FROM claimed
+         )
+         SELECT l.id, l.state, c.tenant_id, c.phone_number_id, c.recipient, c.content,
+                c.not_after, c.attempts, c.kind
+         FROM locked l LEFT JOIN claimed c ON c.id = l.id",
     )
     .bind(&raw)
     .bind(now)
     .bind(resend_cutoff)
-    .fetch_all(&mut *tx)
+    .fetch_all(pool)
     .await?;
-    let taken: Vec<uuid::Uuid> = claimed.iter().map(|c| c.id.0).collect();
-    let others: Vec<Unclaimed> =
-        sqlx::query_as("SELECT id, state FROM messages WHERE id = ANY($1) AND NOT (id = ANY($2))")
-            .bind(&raw)
-            .bind(&taken)
-            .fetch_all(&mut *tx)
-            .await?;
-    if !claimed.is_empty() {
-        insert_events(
-            &mut tx,
-            &claimed
-                .iter()
-                .map(|c| Event {
-                    id: c.id,
-                    tenant_id: c.tenant_id,
-                    state: "dispatching",
-                    reason: None,
-                    detail: Some(serde_json::json!({ "attempt": c.attempts })),
-                })
-                .collect::<Vec<_>>(),
-            now,
-        )
-        .await?;
+    let mut claimed = Vec::new();
+    let mut others = Vec::new();
+    for r in rows {
+        match r.split() {
+            Ok(c) => claimed.push(c),
+            Err(u) => others.push(u),
+        }
     }
-    tx.commit().await?;
     Ok((claimed, others))
+}
+
+/// A row of the claim: every locked message, with the claimed columns when it was claimed.
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: MessageId,
+    state: String,
+    tenant_id: Option<TenantId>,
+    phone_number_id: Option<String>,
+    recipient: Option<String>,
+    content: Option<sqlx::types::Json<Content>>,
+    not_after: Option<DateTime<Utc>>,
+    attempts: Option<i32>,
+    kind: Option<String>,
+}
+
+impl ClaimRow {
+    /// The claimed message, or the state of one that was not claimed.
+    fn split(self) -> Result<Claimed, Unclaimed> {
+        match (
+            self.tenant_id,
+            self.phone_number_id,
+            self.recipient,
+            self.content,
+            self.attempts,
+            self.kind,
+        ) {
+            (
+                Some(tenant_id),
+                Some(phone_number_id),
+                Some(recipient),
+                Some(content),
+                Some(attempts),
+                Some(kind),
+            ) => Ok(Claimed {
+                id: self.id,
+                tenant_id,
+                phone_number_id,
+                recipient,
+                content,
+                not_after: self.not_after,
+                attempts,
+                kind,
+            }),
+            _ => Err(Unclaimed {
+                id: self.id,
+                state: self.state,
+            }),
+        }
+    }
 }
 
 /// Locks the message rows in id order before they are written. The webhook consumer locks the
