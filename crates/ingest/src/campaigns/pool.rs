@@ -225,7 +225,7 @@ impl SenderPool {
         if self.members.len() == 1 {
             return Ok(vec![0; recipients.len()]);
         }
-        // Index-driven (messages_conversation: tenant, number, recipient, created_at DESC).
+        // Index-driven (messages_contact: tenant, recipient, number, created_at DESC).
         let previous: Vec<(String, String)> = sqlx::query_as(
             "SELECT DISTINCT ON (recipient) recipient, phone_number_id FROM messages
              WHERE tenant_id = $1 AND phone_number_id = ANY($2) AND recipient = ANY($3)
