@@ -1,5 +1,10 @@
 //! The dispatcher's database work, in batches: claim a batch of messages before calling Meta,
-//! then record every outcome (state, wamid, error, event) in one statement each.
+//! then record every outcome (state, wamid, error, event, notification), one statement each.
+//!
+//! Both lock the message rows in id order before writing them (`SELECT … ORDER BY id FOR
+//! UPDATE` in the statement's first step). The webhook consumer locks the rows it applies
+//! statuses to in the same order, so none of them deadlock over a batch that shares messages
+//! (an `UPDATE … FROM unnest` alone locks in whatever order its plan reads).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -139,17 +144,6 @@ impl ClaimRow {
     }
 }
 
-/// Locks the message rows in id order before they are written. The webhook consumer locks the
-/// rows it applies statuses to in the same order, so the two never deadlock over a batch that
-/// shares messages (an UPDATE … FROM unnest locks in whatever order its plan reads).
-async fn lock_in_order(tx: &mut sqlx::PgConnection, ids: &[uuid::Uuid]) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT 1 FROM messages WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(ids)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
 /// Where a claimed message ends up after this attempt.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -168,9 +162,14 @@ pub struct Outcome {
     pub dead: bool,
 }
 
-/// Records outcomes: one UPDATE and one event INSERT for the whole batch. The state moves only
-/// if the row is still `dispatching`, so a status webhook that got there first (matched by our
-/// callback id) is never overwritten; the wamid is always kept.
+/// Records outcomes in one statement: lock the rows in id order, move those still
+/// `dispatching`, and write their events and their `status.<tenant>` notifications (sent, failed
+/// by Meta's answer, expired, rejected by a policy) to the events outbox, which the webhooks
+/// service publishes. The state moves only if the row is still `dispatching`, so a status
+/// webhook that got there first (matched by our callback id: sent, delivered, or 131049's 24 h
+/// hold with the wamid cleared) is never overwritten, and this attempt's outcome is then neither
+/// written nor announced a second time; the wamid is always kept. A message that ends failed or
+/// expired gives its cap slot back in the same transaction.
 pub async fn record(
     pool: &PgPool,
     outcomes: &[Outcome],
@@ -179,6 +178,32 @@ pub async fn record(
     if outcomes.is_empty() {
         return Ok(());
     }
+    let ended: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.state == "failed" || o.state == "expired")
+        .collect();
+    if ended.is_empty() {
+        let mut conn = pool.acquire().await?;
+        write_outcomes(&mut conn, outcomes, now).await?;
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    let owned = write_outcomes(&mut tx, outcomes, now).await?;
+    let (tenants, ids): (Vec<uuid::Uuid>, Vec<uuid::Uuid>) = ended
+        .iter()
+        .filter(|o| owned.contains(&o.id.0))
+        .map(|o| (o.tenant_id.0, o.id.0))
+        .unzip();
+    wafleet_core::policy::cap::release(&mut tx, &tenants, &ids).await?;
+    tx.commit().await
+}
+
+/// The statement of [`record`]; returns the ids whose state it moved.
+async fn write_outcomes(
+    conn: &mut sqlx::PgConnection,
+    outcomes: &[Outcome],
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashSet<uuid::Uuid>, sqlx::Error> {
     let ids: Vec<uuid::Uuid> = outcomes.iter().map(|o| o.id.0).collect();
     let tenants: Vec<uuid::Uuid> = outcomes.iter().map(|o| o.tenant_id.0).collect();
     let states: Vec<&str> = outcomes.iter().map(|o| o.state).collect();
@@ -189,29 +214,52 @@ pub async fn record(
     let not_before: Vec<Option<DateTime<Utc>>> = outcomes.iter().map(|o| o.not_before).collect();
     let attempted: Vec<bool> = outcomes.iter().map(|o| o.attempted).collect();
     let dead: Vec<bool> = outcomes.iter().map(|o| o.dead).collect();
-    let mut tx = pool.begin().await?;
-    lock_in_order(&mut tx, &ids).await?;
+    let details: Vec<Option<Value>> = outcomes.iter().map(|o| o.detail.clone()).collect();
     let owned: Vec<(uuid::Uuid,)> = sqlx::query_as(
-        "UPDATE messages m SET
-             state = CASE WHEN m.state = 'dispatching' THEN u.state ELSE m.state END,
-             reason = CASE WHEN m.state = 'dispatching' THEN u.reason ELSE m.reason END,
-             wamid = COALESCE(m.wamid, u.wamid),
-             wa_id = COALESCE(u.wa_id, m.wa_id),
-             error = COALESCE(u.error, m.error),
-             not_before = u.not_before,
-             attempts = CASE WHEN u.attempted THEN m.attempts ELSE GREATEST(m.attempts - 1, 0) END,
-             dead_lettered_at = CASE WHEN u.dead AND m.state = 'dispatching' THEN $9 ELSE m.dead_lettered_at END,
-             status_at = CASE WHEN u.state = 'sent' THEN COALESCE(m.status_at, $9) ELSE m.status_at END,
-             updated_at = $9
-         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::timestamptz[],
-                     $10::bool[], $11::bool[])
-              AS u(id, tenant_id, state, reason, wamid, wa_id, error, not_before, attempted, dead)
-         WHERE m.id = u.id AND m.tenant_id = u.tenant_id
-           -- A status webhook may have settled the row first (matched by our callback id: sent,
-           -- delivered, or 131049's 24 h hold with the wamid cleared). Its word stands; this
-           -- attempt's outcome is then neither written nor announced a second time.
-           AND m.state = 'dispatching'
-         RETURNING m.id",
+        "WITH u AS (
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                                  $6::text[], $7::jsonb[], $8::timestamptz[], $10::bool[],
+                                  $11::bool[], $12::jsonb[])
+                 WITH ORDINALITY
+                 AS u(id, tenant_id, state, reason, wamid, wa_id, error, not_before, attempted,
+                      dead, detail, n)
+         ), locked AS (
+             -- In id order, as the claim and the status writer lock (see the module notes).
+             SELECT id FROM messages WHERE id = ANY($1) ORDER BY id FOR UPDATE
+         ), moved AS (
+             UPDATE messages m SET
+                 state = u.state,
+                 reason = u.reason,
+                 wamid = COALESCE(m.wamid, u.wamid),
+                 wa_id = COALESCE(u.wa_id, m.wa_id),
+                 error = COALESCE(u.error, m.error),
+                 not_before = u.not_before,
+                 attempts = CASE WHEN u.attempted THEN m.attempts ELSE GREATEST(m.attempts - 1, 0) END,
+                 dead_lettered_at = CASE WHEN u.dead THEN $9 ELSE m.dead_lettered_at END,
+                 status_at = CASE WHEN u.state = 'sent' THEN COALESCE(m.status_at, $9) ELSE m.status_at END,
+                 updated_at = $9
+             FROM u JOIN locked l ON l.id = u.id
+             WHERE m.id = u.id AND m.tenant_id = u.tenant_id AND m.state = 'dispatching'
+             RETURNING m.id, m.tenant_id, m.state, m.reason, m.wamid, m.error, m.record_type,
+                       m.record_id
+         ), events AS (
+             INSERT INTO message_events (message_id, tenant_id, state, reason, detail, at)
+             SELECT mv.id, mv.tenant_id, u.state, u.reason, u.detail, $9
+             FROM moved mv JOIN u ON u.id = mv.id
+         ), notes AS (
+             INSERT INTO outbound_events (tenant_id, routing_key, body)
+             SELECT mv.tenant_id, 'status.' || mv.tenant_id::text, jsonb_build_object(
+                        'tenant_id', mv.tenant_id, 'message_id', mv.id, 'wamid', mv.wamid,
+                        'status', mv.state, 'reason', mv.reason,
+                        'record', CASE WHEN mv.record_type IS NULL THEN NULL
+                                       ELSE jsonb_build_object('type', mv.record_type, 'id', mv.record_id) END,
+                        'at', $9::timestamptz, 'error', mv.error)
+             FROM moved mv JOIN u ON u.id = mv.id
+             WHERE mv.state IN ('sent', 'failed', 'expired', 'rejected')
+             -- Outbox ids are the publish order: the order of the outcomes.
+             ORDER BY u.n
+         )
+         SELECT id FROM moved",
     )
     .bind(&ids)
     .bind(&tenants)
@@ -224,102 +272,8 @@ pub async fn record(
     .bind(now)
     .bind(&attempted)
     .bind(&dead)
-    .fetch_all(&mut *tx)
-    .await?;
-    let owned: std::collections::HashSet<uuid::Uuid> = owned.into_iter().map(|(id,)| id).collect();
-    let outcomes: Vec<&Outcome> = outcomes
-        .iter()
-        .filter(|o| owned.contains(&o.id.0))
-        .collect();
-    let ids: Vec<uuid::Uuid> = outcomes.iter().map(|o| o.id.0).collect();
-    let tenants: Vec<uuid::Uuid> = outcomes.iter().map(|o| o.tenant_id.0).collect();
-    let states: Vec<&str> = outcomes.iter().map(|o| o.state).collect();
-    let events: Vec<Event> = outcomes
-        .iter()
-        .map(|o| Event {
-            id: o.id,
-            tenant_id: o.tenant_id,
-            state: o.state,
-            reason: o.reason.as_deref(),
-            detail: o.detail.clone(),
-        })
-        .collect();
-    insert_events(&mut tx, &events, now).await?;
-    notify_upstream(&mut tx, &ids, &tenants, &states, now).await?;
-    // A message that ends failed or expired was never delivered: its cap slot goes back.
-    let (ended_tenants, ended): (Vec<uuid::Uuid>, Vec<uuid::Uuid>) = outcomes
-        .iter()
-        .filter(|o| o.state == "failed" || o.state == "expired")
-        .map(|o| (o.tenant_id.0, o.id.0))
-        .unzip();
-    wafleet_core::policy::cap::release(&mut tx, &ended_tenants, &ended).await?;
-    tx.commit().await
-}
-
-/// Writes `status.<tenant>` notifications for the outcomes upstream must see (sent, failed by
-/// Meta's answer, expired, rejected by a policy) to the events outbox, in the record's transaction; the webhooks
-/// service publishes them. Only rows that really took the state are included (a status webhook
-/// that got there first keeps its own).
-async fn notify_upstream(
-    tx: &mut sqlx::PgConnection,
-    ids: &[uuid::Uuid],
-    tenants: &[uuid::Uuid],
-    states: &[&str],
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO outbound_events (tenant_id, routing_key, body)
-         SELECT m.tenant_id, 'status.' || m.tenant_id::text, jsonb_build_object(
-                    'tenant_id', m.tenant_id, 'message_id', m.id, 'wamid', m.wamid,
-                    'status', m.state, 'reason', m.reason,
-                    'record', CASE WHEN m.record_type IS NULL THEN NULL
-                                   ELSE jsonb_build_object('type', m.record_type, 'id', m.record_id) END,
-                    'at', $4::timestamptz, 'error', m.error)
-         FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS u(id, tenant_id, state, n)
-         JOIN messages m ON m.id = u.id AND m.tenant_id = u.tenant_id AND m.state = u.state
-         WHERE u.state IN ('sent', 'failed', 'expired', 'rejected')
-         ORDER BY u.n",
-    )
-    .bind(ids)
-    .bind(tenants)
-    .bind(states)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-struct Event<'a> {
-    id: MessageId,
-    tenant_id: TenantId,
-    state: &'a str,
-    reason: Option<&'a str>,
-    detail: Option<Value>,
-}
-
-async fn insert_events(
-    tx: &mut sqlx::PgConnection,
-    events: &[Event<'_>],
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id.0).collect();
-    let tenants: Vec<uuid::Uuid> = events.iter().map(|e| e.tenant_id.0).collect();
-    let states: Vec<&str> = events.iter().map(|e| e.state).collect();
-    let reasons: Vec<Option<&str>> = events.iter().map(|e| e.reason).collect();
-    let details: Vec<Option<Value>> = events.iter().map(|e| e.detail.clone()).collect();
-    sqlx::query(
-        "INSERT INTO message_events (message_id, tenant_id, state, reason, detail, at)
-         SELECT id, tenant_id, state, reason, detail, $6
-         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[])
-              AS e(id, tenant_id, state, reason, detail)",
-    )
-    .bind(&ids)
-    .bind(&tenants)
-    .bind(&states)
-    .bind(&reasons)
     .bind(&details)
-    .bind(now)
-    .execute(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(())
+    Ok(owned.into_iter().map(|(id,)| id).collect())
 }
