@@ -241,7 +241,19 @@ impl TestFleet {
         what: &str,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_for_message_within(id, what, Duration::from_secs(10), done)
+            .await
+    }
+
+    /// Polls `GET /v1/messages/{id}` until `done` holds, for `within` at most.
+    pub async fn wait_for_message_within(
+        &self,
+        id: &str,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
         loop {
             let (_, m) = self.get(&format!("/v1/messages/{id}")).await;
             if done(&m) {
@@ -523,6 +535,7 @@ fn init_test_log() {
 }
 
 pub mod admin;
+pub mod broker_node;
 pub mod campaigns;
 pub mod events;
 pub mod observe;
