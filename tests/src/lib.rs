@@ -313,11 +313,28 @@ impl TestFleet {
         (conn, channel)
     }
 
+    /// A supervised connection to the test's broker, as the services hold theirs (for a
+    /// [`amqp::Publisher`]); `close` it when done.
+    pub async fn broker(&self) -> amqp::Broker {
+        let broker = amqp::Broker::start(
+            &self.settings.amqp_url,
+            "wafleet-test",
+            "test",
+            None,
+            &self.settings.broker,
+        );
+        let forever = tokio_util::sync::CancellationToken::new();
+        tokio::time::timeout(Duration::from_secs(20), broker.wait_up(&forever))
+            .await
+            .expect("the test's broker is up");
+        broker
+    }
+
     /// Publishes `body` to `<p>.intake` as an upstream service would: persistent JSON, the
     /// tenant in a header, the idempotency key as `message_id`; waits for the broker's confirm.
     pub async fn publish_intake(&self, body: &[u8], message_id: Option<&str>) {
-        let (conn, channel) = self.amqp_channel().await;
-        let publisher = amqp::Publisher::open(&conn).await.expect("confirm mode");
+        let broker = self.broker().await;
+        let publisher = amqp::Publisher::new(&broker);
         let mut headers = lapin::types::FieldTable::default();
         amqp::set_header(&mut headers, "tenant", &self.tenant_id.to_string());
         let mut properties = lapin::BasicProperties::default()
@@ -337,8 +354,7 @@ impl TestFleet {
             })
             .await
             .expect("intake accepts the publish");
-        drop(channel);
-        amqp::close(&conn).await;
+        broker.close().await;
     }
 
     pub fn topology(&self) -> Topology {

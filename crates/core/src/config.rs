@@ -38,6 +38,7 @@ pub struct Settings {
     pub dispatch: DispatchSettings,
     pub ingest: IngestSettings,
     pub webhooks: WebhookSettings,
+    pub broker: BrokerSettings,
     /// How often each service refreshes its queue-depth and connection-state gauges.
     #[serde(with = "humantime_ms")]
     pub monitor_interval: Duration,
@@ -170,6 +171,29 @@ pub struct WebhookSettings {
     pub events_interval: Duration,
 }
 
+/// How a service keeps its broker connections (`amqp::Broker`): reconnecting, publishing
+/// through an outage, and when to declare itself wedged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BrokerSettings {
+    /// The first reconnect delay after a connection is lost; it doubles per failed attempt …
+    #[serde(with = "humantime_ms")]
+    pub reconnect_min: Duration,
+    /// … up to this. Each delay is jittered down by up to half, so a fleet does not reconnect
+    /// in lockstep; a broker that is back is found again within about this long.
+    #[serde(with = "humantime_ms")]
+    pub reconnect_max: Duration,
+    /// How long a publish may take, waiting for a reconnect and its confirm included, before it
+    /// fails (ingest then leaves the message to the outbox sweep; the webhook receiver answers
+    /// 503 so Meta retries).
+    #[serde(with = "humantime_ms")]
+    pub publish_timeout: Duration,
+    /// `/healthz` fails once the broker has accepted TCP connections again for this long while
+    /// a connection of the service has still not recovered, so an orchestrator restarts a wedged
+    /// process. A broker that is simply down never fails liveness (restarts would not help).
+    #[serde(with = "humantime_ms")]
+    pub recovery_stuck_after: Duration,
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -231,6 +255,12 @@ impl Default for Settings {
                 batch_max: 64,
                 batch_wait: Duration::from_millis(5),
                 events_interval: Duration::from_secs(1),
+            },
+            broker: BrokerSettings {
+                reconnect_min: Duration::from_millis(100),
+                reconnect_max: Duration::from_secs(5),
+                publish_timeout: Duration::from_secs(10),
+                recovery_stuck_after: Duration::from_secs(60),
             },
             monitor_interval: Duration::from_secs(10),
         }
@@ -303,6 +333,15 @@ impl Settings {
         }
         if self.dispatch.releaser_batch < 1 {
             return bad("dispatch.releaser_batch must be at least 1");
+        }
+        let broker = &self.broker;
+        if broker.reconnect_min.is_zero() || broker.reconnect_max < broker.reconnect_min {
+            return bad("broker.reconnect_min must be above zero and at most broker.reconnect_max");
+        }
+        if broker.publish_timeout.is_zero() || broker.recovery_stuck_after.is_zero() {
+            return bad(
+                "broker.publish_timeout and broker.recovery_stuck_after must be above zero",
+            );
         }
         if self.amqp_prefix.is_empty() || self.amqp_prefix.contains(char::is_whitespace) {
             return bad("amqp_prefix must be a non-empty name without spaces");
