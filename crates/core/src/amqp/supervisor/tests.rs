@@ -23,14 +23,24 @@ fn shared_broker_url() -> String {
     std::env::var("WAFLEET_TEST_AMQP_URL").unwrap_or_else(|_| crate::Settings::default().amqp_url)
 }
 
-async fn connected(url: &str) -> Broker {
-    let broker = Broker::start(
+/// A supervised connection to `port` on loopback, `recovery_stuck_after` = `stuck_after`.
+fn on_port(port: u16, stuck_after: Duration) -> Broker {
+    let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    start(&url, stuck_after)
+}
+
+fn start(url: &str, stuck_after: Duration) -> Broker {
+    Broker::start(
         url,
         "wafleet-core-test",
         "core-test",
         None,
-        &settings(Duration::from_secs(60)),
-    );
+        &settings(stuck_after),
+    )
+}
+
+async fn connected(url: &str) -> Broker {
+    let broker = start(url, Duration::from_secs(60));
     let forever = CancellationToken::new();
     let up = tokio::time::timeout(Duration::from_secs(20), broker.wait_up(&forever));
     assert!(
@@ -118,14 +128,7 @@ async fn a_publish_after_its_channel_was_lost_is_confirmed_on_the_next_connectio
 
 #[tokio::test]
 async fn a_broker_that_is_down_keeps_the_service_live_but_not_ready() {
-    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", silent_port());
-    let broker = Broker::start(
-        &url,
-        "wafleet-core-test",
-        "core-test",
-        None,
-        &settings(Duration::from_millis(50)),
-    );
+    let broker = on_port(silent_port(), Duration::from_millis(50));
 
     let first = broker.liveness().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -149,14 +152,7 @@ async fn liveness_fails_once_the_brokers_port_answers_but_the_connection_stays_d
             held.push(socket);
         }
     });
-    let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-    let broker = Broker::start(
-        &url,
-        "wafleet-core-test",
-        "core-test",
-        None,
-        &settings(Duration::from_millis(100)),
-    );
+    let broker = on_port(port, Duration::from_millis(100));
 
     let first = broker.liveness().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
