@@ -108,6 +108,8 @@ impl Broker {
         topology: Option<Arc<Topology>>,
         settings: &BrokerSettings,
     ) -> Self {
+        // The gauge is set on changes only: the recorder must exist before the first one.
+        crate::telemetry::metrics_handle();
         let stop = CancellationToken::new();
         let shared = Arc::new(Shared {
             url: url.to_owned(),
