@@ -241,7 +241,19 @@ impl TestFleet {
         what: &str,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_for_message_within(id, what, Duration::from_secs(10), done)
+            .await
+    }
+
+    /// Polls `GET /v1/messages/{id}` until `done` holds, for `within` at most.
+    pub async fn wait_for_message_within(
+        &self,
+        id: &str,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
         loop {
             let (_, m) = self.get(&format!("/v1/messages/{id}")).await;
             if done(&m) {
@@ -301,11 +313,28 @@ impl TestFleet {
         (conn, channel)
     }
 
+    /// A supervised connection to the test's broker, as the services hold theirs (for a
+    /// [`amqp::Publisher`]); `close` it when done.
+    pub async fn broker(&self) -> amqp::Broker {
+        let broker = amqp::Broker::start(
+            &self.settings.amqp_url,
+            "wafleet-test",
+            "test",
+            None,
+            &self.settings.broker,
+        );
+        let forever = tokio_util::sync::CancellationToken::new();
+        tokio::time::timeout(Duration::from_secs(20), broker.wait_up(&forever))
+            .await
+            .expect("the test's broker is up");
+        broker
+    }
+
     /// Publishes `body` to `<p>.intake` as an upstream service would: persistent JSON, the
     /// tenant in a header, the idempotency key as `message_id`; waits for the broker's confirm.
     pub async fn publish_intake(&self, body: &[u8], message_id: Option<&str>) {
-        let (conn, channel) = self.amqp_channel().await;
-        let publisher = amqp::Publisher::open(&conn).await.expect("confirm mode");
+        let broker = self.broker().await;
+        let publisher = amqp::Publisher::new(&broker);
         let mut headers = lapin::types::FieldTable::default();
         amqp::set_header(&mut headers, "tenant", &self.tenant_id.to_string());
         let mut properties = lapin::BasicProperties::default()
@@ -325,8 +354,7 @@ impl TestFleet {
             })
             .await
             .expect("intake accepts the publish");
-        drop(channel);
-        amqp::close(&conn).await;
+        broker.close().await;
     }
 
     pub fn topology(&self) -> Topology {
@@ -523,6 +551,7 @@ fn init_test_log() {
 }
 
 pub mod admin;
+pub mod broker_node;
 pub mod campaigns;
 pub mod events;
 pub mod observe;

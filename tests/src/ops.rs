@@ -1,4 +1,4 @@
-//! What an SRE checks: `/metrics`, `/readyz`, and a database made unreachable on purpose.
+//! What an SRE checks: `/metrics`, `/readyz`, `/healthz`, and a database made unreachable on purpose.
 
 use crate::{TestFleet, admin_database_url};
 use reqwest::StatusCode;
@@ -19,12 +19,21 @@ impl TestFleet {
 
     /// `GET {base}/readyz`: the status and the body.
     pub async fn readyz(&self, base: &str) -> (StatusCode, String) {
+        self.probe(base, "readyz").await
+    }
+
+    /// `GET {base}/healthz` (liveness): the status and the body.
+    pub async fn healthz(&self, base: &str) -> (StatusCode, String) {
+        self.probe(base, "healthz").await
+    }
+
+    async fn probe(&self, base: &str, endpoint: &str) -> (StatusCode, String) {
         let res = self
             .http
-            .get(format!("{base}/readyz"))
+            .get(format!("{base}/{endpoint}"))
             .send()
             .await
-            .expect("service answers /readyz");
+            .unwrap_or_else(|e| panic!("service answers /{endpoint}: {e}"));
         (res.status(), res.text().await.unwrap_or_default())
     }
 

@@ -9,6 +9,10 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use std::{net::SocketAddr, path::Path, time::Duration};
 
+mod durations;
+pub use durations::parse_duration;
+use durations::{humantime_ms, humantime_ms_vec};
+
 /// Every knob of the fleet. Services take the part they need.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
@@ -38,6 +42,7 @@ pub struct Settings {
     pub dispatch: DispatchSettings,
     pub ingest: IngestSettings,
     pub webhooks: WebhookSettings,
+    pub broker: BrokerSettings,
     /// How often each service refreshes its queue-depth and connection-state gauges.
     #[serde(with = "humantime_ms")]
     pub monitor_interval: Duration,
@@ -170,6 +175,29 @@ pub struct WebhookSettings {
     pub events_interval: Duration,
 }
 
+/// How a service keeps its broker connections (`amqp::Broker`): reconnecting, publishing
+/// through an outage, and when to declare itself wedged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BrokerSettings {
+    /// The first reconnect delay after a connection is lost; it doubles per failed attempt …
+    #[serde(with = "humantime_ms")]
+    pub reconnect_min: Duration,
+    /// … up to this. Each delay is jittered down by up to half, so a fleet does not reconnect
+    /// in lockstep; a broker that is back is found again within about this long.
+    #[serde(with = "humantime_ms")]
+    pub reconnect_max: Duration,
+    /// How long a publish may take, waiting for a reconnect and its confirm included, before it
+    /// fails (ingest then leaves the message to the outbox sweep; the webhook receiver answers
+    /// 503 so Meta retries).
+    #[serde(with = "humantime_ms")]
+    pub publish_timeout: Duration,
+    /// `/healthz` fails once the broker has accepted TCP connections again for this long while
+    /// a connection of the service has still not recovered, so an orchestrator restarts a wedged
+    /// process. A broker that is simply down never fails liveness (restarts would not help).
+    #[serde(with = "humantime_ms")]
+    pub recovery_stuck_after: Duration,
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -231,6 +259,12 @@ impl Default for Settings {
                 batch_max: 64,
                 batch_wait: Duration::from_millis(5),
                 events_interval: Duration::from_secs(1),
+            },
+            broker: BrokerSettings {
+                reconnect_min: Duration::from_millis(100),
+                reconnect_max: Duration::from_secs(5),
+                publish_timeout: Duration::from_secs(10),
+                recovery_stuck_after: Duration::from_secs(60),
             },
             monitor_interval: Duration::from_secs(10),
         }
@@ -304,6 +338,15 @@ impl Settings {
         if self.dispatch.releaser_batch < 1 {
             return bad("dispatch.releaser_batch must be at least 1");
         }
+        let broker = &self.broker;
+        if broker.reconnect_min.is_zero() || broker.reconnect_max < broker.reconnect_min {
+            return bad("broker.reconnect_min must be above zero and at most broker.reconnect_max");
+        }
+        if broker.publish_timeout.is_zero() || broker.recovery_stuck_after.is_zero() {
+            return bad(
+                "broker.publish_timeout and broker.recovery_stuck_after must be above zero",
+            );
+        }
         if self.amqp_prefix.is_empty() || self.amqp_prefix.contains(char::is_whitespace) {
             return bad("amqp_prefix must be a non-empty name without spaces");
         }
@@ -342,96 +385,6 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[redacted]")
     }
-}
-
-/// Durations in config are milliseconds (`batch_wait = 5`), or strings like `"5s"`, `"250ms"`, `"2m"`.
-mod humantime_ms {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Ms(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Ms(ms) => Ok(Duration::from_millis(ms)),
-            Raw::Text(t) => super::parse_duration(&t).map_err(D::Error::custom),
-        }
-    }
-}
-
-mod humantime_ms_vec {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error, ser::SerializeSeq};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(v.len()))?;
-        for d in v {
-            seq.serialize_element(&(d.as_millis() as u64))?;
-        }
-        seq.end()
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Ms(u64),
-            Text(String),
-        }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum List {
-            Items(Vec<Raw>),
-            // From the environment: "5s,30s,2m".
-            Joined(String),
-        }
-        let items = match List::deserialize(d)? {
-            List::Items(items) => items,
-            List::Joined(s) => s
-                .split(',')
-                .map(|p| Raw::Text(p.trim().to_owned()))
-                .collect(),
-        };
-        items
-            .into_iter()
-            .map(|r| match r {
-                Raw::Ms(ms) => Ok(Duration::from_millis(ms)),
-                Raw::Text(t) => super::parse_duration(&t).map_err(D::Error::custom),
-            })
-            .collect()
-    }
-}
-
-/// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"` or a bare number of milliseconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("not a duration: {text:?}"))?;
-    let ms = match unit {
-        "" | "ms" => n,
-        "s" => n * 1_000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        _ => {
-            return Err(format!(
-                "unknown duration unit in {text:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    Ok(Duration::from_millis(ms))
 }
 
 #[cfg(test)]

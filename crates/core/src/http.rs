@@ -1,6 +1,7 @@
 //! HTTP pieces every service shares: problem+json errors, and the `/healthz`, `/readyz` and
-//! `/metrics` endpoints.
+//! `/metrics` endpoints (their checks are in `health`).
 
+use crate::health::{Probes, failures};
 use axum::{
     Json, Router,
     extract::State,
@@ -9,7 +10,7 @@ use axum::{
     routing::get,
 };
 use serde::Serialize;
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::sync::Arc;
 
 /// An `application/problem+json` error with a stable `code` (the reason codes of SPEC §4).
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -97,35 +98,34 @@ impl From<sqlx::Error> for Problem {
     }
 }
 
-/// Something a readiness probe can ask: is my dependency reachable right now?
-pub type ReadinessCheck =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
-
-/// `/healthz` (alive), `/readyz` (every check passes) and `/metrics` (Prometheus).
-pub fn ops_router(checks: Vec<ReadinessCheck>) -> Router {
+/// `/healthz` (liveness), `/readyz` (readiness) and `/metrics` (Prometheus). A probe answers
+/// `200` while all its checks pass, else `503` with what failed.
+pub fn ops_router(probes: Probes) -> Router {
     // Record from the start, so counters moved before the first scrape are not lost.
     crate::telemetry::metrics_handle();
     crate::metrics::describe();
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(Arc::new(checks))
+        .with_state(Arc::new(probes))
 }
 
-async fn readyz(State(checks): State<Arc<Vec<ReadinessCheck>>>) -> Response {
-    let mut failures = Vec::new();
-    for check in checks.iter() {
-        if let Err(reason) = check().await {
-            failures.push(reason);
-        }
-    }
-    if failures.is_empty() {
-        (StatusCode::OK, "ready").into_response()
+async fn healthz(State(probes): State<Arc<Probes>>) -> Response {
+    answer(failures(&probes.liveness).await, "ok", "live")
+}
+
+async fn readyz(State(probes): State<Arc<Probes>>) -> Response {
+    answer(failures(&probes.readiness).await, "ready", "ready")
+}
+
+fn answer(failing: Vec<String>, ok: &'static str, field: &str) -> Response {
+    if failing.is_empty() {
+        (StatusCode::OK, ok).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "ready": false, "failing": failures })),
+            Json(serde_json::json!({ field: false, "failing": failing })),
         )
             .into_response()
     }
@@ -137,36 +137,6 @@ async fn metrics() -> Response {
         crate::telemetry::render_metrics(),
     )
         .into_response()
-}
-
-/// Readiness of a database pool.
-pub fn database_check(pool: sqlx::PgPool) -> ReadinessCheck {
-    Arc::new(move || {
-        let pool = pool.clone();
-        Box::pin(async move {
-            let up = crate::db::is_reachable(&pool).await;
-            metrics::gauge!(crate::metrics::DATABASE_UP).set(f64::from(u8::from(up)));
-            if up {
-                Ok(())
-            } else {
-                Err("database unreachable".to_owned())
-            }
-        })
-    })
-}
-
-/// Readiness of a broker connection (auto-recovering: not ready while reconnecting).
-pub fn broker_check(conn: Arc<lapin::Connection>) -> ReadinessCheck {
-    Arc::new(move || {
-        let connected = conn.status().connected();
-        Box::pin(async move {
-            if connected {
-                Ok(())
-            } else {
-                Err("broker unreachable".to_owned())
-            }
-        })
-    })
 }
 
 /// Serves a router on a bound listener until `cancel` fires, then drains in-flight requests.

@@ -11,6 +11,7 @@ pub mod contract;
 pub mod db;
 pub mod dead_letters;
 pub mod domain;
+pub mod health;
 pub mod http;
 pub mod limit_holds;
 pub mod metrics;

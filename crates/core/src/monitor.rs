@@ -1,18 +1,21 @@
-//! The periodic gauges each service publishes about the things it depends on: broker
-//! connection state, database reachability, the depth and consumers of the queues it owns
+//! The periodic gauges each service publishes about the things it depends on: database
+//! reachability (broker connection state is set by each `amqp::Broker` as it changes), the depth and consumers of the queues it owns
 //! (a passive `queue.declare` answers both without touching the messages), and, where asked,
 //! sender health and caps read from the database.
 
-use crate::{amqp::Topology, metrics as m};
-use lapin::{Channel, Connection, options::QueueDeclareOptions, types::FieldTable};
-use std::{sync::Arc, time::Duration};
+use crate::{
+    amqp::{Broker, Lease, SETUP_TIMEOUT, Topology},
+    metrics as m,
+};
+use lapin::{options::QueueDeclareOptions, types::FieldTable};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// What one service watches.
 pub struct Monitor {
     pub pool: sqlx::PgPool,
-    /// Broker connections, each with a role label (`ingest/publish`, …).
-    pub connections: Vec<(&'static str, Arc<Connection>)>,
+    /// The connection queue depths are read on.
+    pub broker: Broker,
     /// Full queue names; exported under their name without the `<p>.` prefix.
     pub queues: Vec<String>,
     pub prefix: String,
@@ -22,17 +25,17 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// A monitor for `pool`, `connections` and `queues` of `topology`.
+    /// A monitor for `pool` and `queues` of `topology`, read over `broker`.
     pub fn new(
         pool: sqlx::PgPool,
         topology: &Topology,
-        connections: Vec<(&'static str, Arc<Connection>)>,
+        broker: Broker,
         queues: Vec<String>,
         interval: Duration,
     ) -> Self {
         Self {
             pool,
-            connections,
+            broker,
             queues,
             prefix: topology.prefix.clone(),
             tenant_health: false,
@@ -43,7 +46,7 @@ impl Monitor {
     /// Polls every `interval` until `cancel`.
     pub async fn run(self, cancel: CancellationToken) {
         m::describe();
-        let mut channel: Option<Channel> = None;
+        let mut channel: Option<Lease> = None;
         loop {
             self.poll(&mut channel).await;
             tokio::select! {
@@ -51,18 +54,13 @@ impl Monitor {
                 _ = tokio::time::sleep(self.interval) => {}
             }
         }
-        if let Some(ch) = channel {
-            let _ = ch.close(200, "monitor stopped".into()).await;
+        if let Some(lease) = channel {
+            let _ = lease.channel.close(200, "monitor stopped".into()).await;
         }
     }
 
     /// One round of measurements.
-    pub async fn poll(&self, channel: &mut Option<Channel>) {
-        for (role, conn) in &self.connections {
-            let up = conn.status().connected();
-            metrics::gauge!(m::BROKER_CONNECTED, "connection" => *role)
-                .set(f64::from(u8::from(up)));
-        }
+    pub async fn poll(&self, channel: &mut Option<Lease>) {
         let db_up = crate::db::is_reachable(&self.pool).await;
         metrics::gauge!(m::DATABASE_UP).set(f64::from(u8::from(db_up)));
         if db_up
@@ -74,13 +72,14 @@ impl Monitor {
         self.poll_queues(channel).await;
     }
 
-    async fn poll_queues(&self, channel: &mut Option<Channel>) {
+    async fn poll_queues(&self, channel: &mut Option<Lease>) {
         for queue in &self.queues {
-            let ch = match channel.as_ref().filter(|c| c.status().connected()) {
-                Some(ch) => ch.clone(),
+            let ch = match channel.as_ref().filter(|l| l.is_current()) {
+                Some(lease) => lease.channel.clone(),
                 None => match self.open_channel().await {
-                    Some(ch) => {
-                        *channel = Some(ch.clone());
+                    Some(lease) => {
+                        let ch = lease.channel.clone();
+                        *channel = Some(lease);
                         ch
                     }
                     None => return,
@@ -110,15 +109,14 @@ impl Monitor {
         }
     }
 
-    async fn open_channel(&self) -> Option<Channel> {
-        for (_, conn) in &self.connections {
-            if conn.status().connected()
-                && let Ok(ch) = conn.create_channel().await
-            {
-                return Some(ch);
-            }
+    /// A channel while the broker is up; none (this round) while it is not.
+    async fn open_channel(&self) -> Option<Lease> {
+        if !self.broker.is_up() {
+            return None;
         }
-        None
+        tokio::time::timeout(SETUP_TIMEOUT, self.broker.lease())
+            .await
+            .ok()
     }
 
     fn label(&self, queue: &str) -> String {

@@ -1,11 +1,12 @@
 //! What every service opens at start-up, in one place: its HTTP listener, a lazy database pool
-//! (so it starts, and reports not-ready, while PostgreSQL is down), the topology, and two broker
+//! (so it starts, and reports not-ready, while PostgreSQL is down), and two supervised broker
 //! connections — one for publishing, one for consuming, so a publisher blocked by a broker alarm
-//! never stalls the consumer's acks. The topology is declared before anything consumes.
+//! never stalls the consumer's acks. Each declares the topology whenever it (re)connects, so
+//! nothing consumes or publishes before the queues exist.
 
 use crate::{
     Settings,
-    amqp::{self, Topology},
+    amqp::{Broker, Topology},
     db,
 };
 use anyhow::Context;
@@ -17,14 +18,15 @@ pub struct Infra {
     pub listener: TcpListener,
     pub pool: sqlx::PgPool,
     pub topology: Arc<Topology>,
-    pub publish_conn: lapin::Connection,
-    pub consume_conn: lapin::Connection,
+    pub publish: Broker,
+    pub consume: Broker,
 }
 
 impl Infra {
     /// Opens everything for `service` (`ingest`, `dispatcher`, `webhooks`): the pool is named
-    /// `wafleet-<service>` and the connections `<prefix>/<service>/publish|consume`, as SREs see
-    /// them in `pg_stat_activity` and the RabbitMQ UI. Waits for the broker until `cancel`.
+    /// `wafleet-<service>` and the connections `<prefix>/<service>/publish|consume` (as SREs see
+    /// them in `pg_stat_activity` and the RabbitMQ UI; `<service>/publish|consume` label their
+    /// metrics). Waits until both connections are up, or `cancel`.
     pub async fn open(
         settings: &Settings,
         service: &str,
@@ -40,27 +42,30 @@ impl Infra {
             &format!("wafleet-{service}"),
         )?;
         let topology = Arc::new(Topology::from_settings(settings));
-        let connect = |role: &str| {
-            let name = format!("{}/{service}/{role}", settings.amqp_prefix);
-            async move {
-                amqp::connect_with_retry(&settings.amqp_url, &name, cancel)
-                    .await
-                    .context("cancelled while connecting to the broker")
-            }
+        let broker = |role: &str| {
+            let label = format!("{service}/{role}");
+            let name = format!("{}/{label}", settings.amqp_prefix);
+            Broker::start(
+                &settings.amqp_url,
+                &name,
+                &label,
+                Some(topology.clone()),
+                &settings.broker,
+            )
         };
-        let publish_conn = connect("publish").await?;
-        let consume_conn = connect("consume").await?;
-        let setup = publish_conn.create_channel().await?;
-        topology
-            .declare(&setup)
-            .await
-            .context("declaring the AMQP topology")?;
+        let (publish, consume) = (broker("publish"), broker("consume"));
+        for conn in [&publish, &consume] {
+            anyhow::ensure!(
+                conn.wait_up(cancel).await,
+                "cancelled while connecting to the broker"
+            );
+        }
         Ok(Self {
             listener,
             pool,
             topology,
-            publish_conn,
-            consume_conn,
+            publish,
+            consume,
         })
     }
 }

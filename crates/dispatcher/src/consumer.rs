@@ -6,7 +6,6 @@
 
 use crate::dispatch::{Ctx, Disposition, handle_batch};
 use lapin::{
-    Channel,
     message::Delivery,
     options::{BasicAckOptions, BasicNackOptions},
     types::AMQPValue,
@@ -18,21 +17,22 @@ use std::{
 };
 use tokio_util::sync::CancellationToken;
 use wafleet_core::{
-    amqp::{self, Outgoing, Publisher, Topology},
+    amqp::{self, Broker, Outgoing, Publisher, Topology},
     consume::Batching,
     contract::{DispatchEnvelope, RETRY_COUNT_HEADER},
     domain::MessageId,
 };
 
-/// Consumes shard `shard` until cancelled; the in-flight batches are finished before returning.
+/// Consumes shard `shard` until cancelled, on a new channel after every reconnect; the
+/// in-flight batches are finished before returning.
 pub async fn run_shard(
     ctx: Arc<Ctx>,
     topology: Arc<Topology>,
     publisher: Publisher,
-    channel: Channel,
+    broker: Broker,
     shard: u16,
     cancel: CancellationToken,
-) -> Result<(), lapin::Error> {
+) {
     let queue = topology.shard_queue(shard);
     let tag = format!(
         "wafleet-dispatcher-{shard}-{}",
@@ -43,7 +43,7 @@ pub async fn run_shard(
         max: ctx.settings.batch_size,
         wait: ctx.settings.batch_wait,
     };
-    wafleet_core::consume::consume_batches(&channel, &queue, &tag, batching, cancel, |batch| {
+    wafleet_core::consume::consume_batches(&broker, &queue, &tag, batching, cancel, |batch| {
         process(ctx.clone(), topology.clone(), publisher.clone(), batch)
     })
     .await

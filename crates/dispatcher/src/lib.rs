@@ -27,9 +27,10 @@ use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use wafleet_core::{
     Settings,
-    amqp::{self, Publisher, Topology},
+    amqp::{Broker, Publisher, Topology},
     clock::SharedClock,
-    http::{broker_check, database_check, ops_router},
+    health::Probes,
+    http::ops_router,
 };
 
 pub struct Application {
@@ -37,8 +38,8 @@ pub struct Application {
     ctx: Arc<dispatch::Ctx>,
     topology: Arc<Topology>,
     publisher: Publisher,
-    consume_conn: Arc<lapin::Connection>,
-    publish_conn: Arc<lapin::Connection>,
+    consume: Broker,
+    publish: Broker,
     monitor_interval: Duration,
 }
 
@@ -52,8 +53,8 @@ impl Application {
             listener,
             pool,
             topology,
-            publish_conn,
-            consume_conn,
+            publish,
+            consume,
         } = wafleet_core::service::Infra::open(
             &settings,
             "dispatcher",
@@ -67,7 +68,7 @@ impl Application {
             &settings.meta_api_version,
             settings.dispatch.graph_timeout,
         )?;
-        let publisher = Publisher::open(&publish_conn).await?;
+        let publisher = Publisher::new(&publish);
         let recorder = recorder::Recorder::start(pool.clone(), clock.clone());
         let ctx = Arc::new(dispatch::Ctx {
             pool,
@@ -89,8 +90,8 @@ impl Application {
             ctx,
             topology,
             publisher,
-            consume_conn: Arc::new(consume_conn),
-            publish_conn: Arc::new(publish_conn),
+            consume,
+            publish,
             monitor_interval: settings.monitor_interval,
         })
     }
@@ -108,12 +109,11 @@ impl Application {
             None => (0..self.topology.shards).collect(),
         };
         for shard in owned {
-            let channel = self.consume_conn.create_channel().await?;
             shards.push(tasks.spawn(consumer::run_shard(
                 self.ctx.clone(),
                 self.topology.clone(),
                 self.publisher.clone(),
-                channel,
+                self.consume.clone(),
                 shard,
                 cancel.clone(),
             )));
@@ -158,39 +158,29 @@ impl Application {
         let mut monitor = wafleet_core::monitor::Monitor::new(
             self.ctx.pool.clone(),
             &self.topology,
-            vec![
-                ("dispatcher/consume", self.consume_conn.clone()),
-                ("dispatcher/publish", self.publish_conn.clone()),
-            ],
+            self.consume.clone(),
             queues,
             self.monitor_interval,
         );
         monitor.tenant_health = true;
         tasks.spawn(monitor.run(cancel.clone()));
-        let checks = vec![
-            database_check(self.ctx.pool.clone()),
-            broker_check(self.consume_conn.clone()),
-            broker_check(self.publish_conn.clone()),
-        ];
+        let probes = Probes::service(
+            self.ctx.pool.clone(),
+            &[self.consume.clone(), self.publish.clone()],
+        );
         let http = tasks.spawn(wafleet_core::http::serve(
             self.listener,
-            ops_router(checks),
+            ops_router(probes),
             cancel.clone(),
         ));
         tasks.close();
-        let mut first_error = None;
         for shard in shards {
-            if let Err(err) = shard.await? {
-                first_error.get_or_insert(err);
-            }
+            shard.await.context("dispatch shard consumer")?;
         }
         tasks.wait().await;
         http.await??;
-        amqp::close(&self.consume_conn).await;
-        amqp::close(&self.publish_conn).await;
-        match first_error {
-            Some(err) => Err(err).context("dispatch shard consumer"),
-            None => Ok(()),
-        }
+        self.consume.close().await;
+        self.publish.close().await;
+        Ok(())
     }
 }

@@ -10,7 +10,6 @@ use crate::{
 };
 use axum::http::StatusCode;
 use lapin::{
-    Channel,
     message::Delivery,
     options::{BasicAckOptions, BasicNackOptions},
 };
@@ -18,7 +17,7 @@ use serde::Deserialize;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wafleet_core::{
-    amqp::{self, Outgoing, Publisher},
+    amqp::{self, Broker, Outgoing, Publisher},
     contract::{REASON_HEADER, SendRequest, TENANT_HEADER},
     domain::TenantId,
     http::Problem,
@@ -114,18 +113,19 @@ fn is_json(content_type: &str) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Consumes `<p>.intake` until cancelled; up to `concurrency` deliveries are handled at once,
-/// each waiting in the group commit, so a busy queue is accepted in batches of that size.
+/// Consumes `<p>.intake` until cancelled (on a new channel after every reconnect); up to
+/// `concurrency` deliveries are handled at once, each waiting in the group commit, so a busy
+/// queue is accepted in batches of that size.
 pub async fn run(
     st: AppState,
-    channel: Channel,
+    broker: Broker,
     publisher: Publisher,
     concurrency: u16,
     cancel: CancellationToken,
-) -> Result<(), lapin::Error> {
+) {
     let queue = st.topology.intake_queue();
     wafleet_core::consume::consume_concurrently(
-        &channel,
+        &broker,
         &queue,
         "wafleet-ingest",
         concurrency,

@@ -20,15 +20,15 @@ pub mod templates;
 pub mod validate;
 
 use anyhow::Context;
-use std::sync::Arc;
 use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{limit::RequestBodyLimitLayer, trace::TraceLayer};
 use wafleet_core::{
     Settings,
-    amqp::{self, Publisher},
+    amqp::{Broker, Publisher},
     clock::SharedClock,
-    http::{broker_check, database_check, ops_router},
+    health::Probes,
+    http::ops_router,
 };
 
 /// The ingest service, built and bound, ready to run.
@@ -36,10 +36,10 @@ pub struct Application {
     listener: TcpListener,
     state: state::AppState,
     settings: Settings,
-    consumer_channel: lapin::Channel,
     intake_publisher: Publisher,
     marks: mpsc::Receiver<wafleet_core::domain::MessageId>,
-    connections: Vec<Arc<lapin::Connection>>,
+    /// The publishing and the consuming connection.
+    brokers: [Broker; 2],
     /// The group commit's collector, stopped once nothing can submit to it any more.
     group_commit: (tokio::task::JoinHandle<()>, CancellationToken),
 }
@@ -57,13 +57,12 @@ impl Application {
             listener,
             pool,
             topology,
-            publish_conn: pub_conn,
-            consume_conn: sub_conn,
+            publish,
+            consume,
         } = wafleet_core::service::Infra::open(&settings, "ingest", settings.ingest_addr, cancel)
             .await?;
-        let dispatch_publisher = Publisher::open(&pub_conn).await?;
-        let intake_publisher = Publisher::open(&pub_conn).await?;
-        let consumer_channel = sub_conn.create_channel().await?;
+        let dispatch_publisher = Publisher::new(&publish);
+        let intake_publisher = Publisher::new(&publish);
         let (marks_tx, marks) = mpsc::channel(4096);
         let dispatch =
             publish::DispatchPublisher::new(dispatch_publisher, topology.clone(), marks_tx);
@@ -95,10 +94,9 @@ impl Application {
             listener,
             state,
             settings,
-            consumer_channel,
             intake_publisher,
             marks,
-            connections: vec![Arc::new(pub_conn), Arc::new(sub_conn)],
+            brokers: [publish, consume],
             group_commit: (commit_task, commit_cancel),
         })
     }
@@ -114,21 +112,19 @@ impl Application {
             listener,
             state,
             settings,
-            consumer_channel,
             intake_publisher,
             marks,
-            connections,
+            brokers,
             group_commit,
         } = self;
-        let mut checks = vec![database_check(state.pool.clone())];
-        checks.extend(connections.iter().cloned().map(broker_check));
+        let [publish, consume] = &brokers;
         let router = routes::router()
             .with_state(state.clone())
             .layer(RequestBodyLimitLayer::new(settings.ingest.max_body_bytes))
             .merge(routes::campaign_router().with_state(state.clone()).layer(
                 RequestBodyLimitLayer::new(settings.ingest.campaign_max_body_bytes),
             ))
-            .merge(ops_router(checks))
+            .merge(ops_router(Probes::service(state.pool.clone(), &brokers)))
             .layer(axum::middleware::map_response(
                 wafleet_core::http::problem_for_oversize,
             ))
@@ -138,10 +134,7 @@ impl Application {
         let monitor = wafleet_core::monitor::Monitor::new(
             state.pool.clone(),
             &state.topology,
-            vec![
-                ("ingest/publish", connections[0].clone()),
-                ("ingest/consume", connections[1].clone()),
-            ],
+            consume.clone(),
             vec![
                 state.topology.intake_queue(),
                 state.topology.intake_rejected_queue(),
@@ -166,7 +159,7 @@ impl Application {
         ));
         let intake = tasks.spawn(intake::run(
             state.clone(),
-            consumer_channel,
+            consume.clone(),
             intake_publisher,
             settings.ingest.intake_prefetch,
             cancel.clone(),
@@ -176,7 +169,7 @@ impl Application {
         drop(state);
 
         let http_result = http.await?;
-        let intake_result = intake.await?;
+        intake.await.context("AMQP intake")?;
         // Nothing submits any more: the collector accepts what it holds, then stops.
         let (commit_task, commit_cancel) = group_commit;
         commit_cancel.cancel();
@@ -184,11 +177,10 @@ impl Application {
         tasks.wait().await;
         marker_cancel.cancel();
         let _ = marker.await;
-        for conn in connections {
-            amqp::close(&conn).await;
+        for broker in [publish, consume] {
+            broker.close().await;
         }
         http_result.context("HTTP server")?;
-        intake_result.context("AMQP intake")?;
         Ok(())
     }
 }

@@ -12,7 +12,6 @@ use crate::{
     statuses::{self, StatusItem},
 };
 use lapin::{
-    Channel,
     message::Delivery,
     options::{BasicAckOptions, BasicNackOptions},
 };
@@ -25,7 +24,7 @@ use std::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wafleet_core::{
-    amqp::{self, Topology},
+    amqp::{self, Broker, Topology},
     consume::Batching,
     contract::TENANT_HEADER,
     domain::TenantId,
@@ -218,16 +217,17 @@ pub enum HandleError {
     Database(#[from] sqlx::Error),
 }
 
-/// Consumes `<p>.webhooks` until cancelled, in batches of deliveries.
+/// Consumes `<p>.webhooks` until cancelled, in batches of deliveries, on a new channel after
+/// every reconnect.
 pub async fn run(
     ctx: Arc<ConsumerCtx>,
-    channel: Channel,
+    broker: Broker,
     batching: Batching,
     cancel: CancellationToken,
-) -> Result<(), lapin::Error> {
+) {
     let queue = ctx.topology.webhooks_queue();
     wafleet_core::consume::consume_batches(
-        &channel,
+        &broker,
         &queue,
         "wafleet-webhooks",
         batching,

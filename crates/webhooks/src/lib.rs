@@ -24,8 +24,9 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{limit::RequestBodyLimitLayer, trace::TraceLayer};
 use wafleet_core::{
     Settings,
-    amqp::{self, Publisher},
-    http::{broker_check, database_check, ops_router},
+    amqp::{Broker, Publisher},
+    health::Probes,
+    http::ops_router,
 };
 
 pub struct Application {
@@ -33,9 +34,9 @@ pub struct Application {
     receiver: receiver::ReceiverState,
     consumer: Arc<consumer::ConsumerCtx>,
     drainer: outbox::Drainer,
-    consume_channel: lapin::Channel,
     settings: Settings,
-    connections: Vec<Arc<lapin::Connection>>,
+    publish: Broker,
+    consume: Broker,
 }
 
 impl Application {
@@ -44,8 +45,8 @@ impl Application {
             listener,
             pool,
             topology,
-            publish_conn: pub_conn,
-            consume_conn: sub_conn,
+            publish,
+            consume,
         } = wafleet_core::service::Infra::open(
             &settings,
             "webhooks",
@@ -59,7 +60,7 @@ impl Application {
         };
         let receiver = receiver::ReceiverState {
             pool: pool.clone(),
-            publisher: Publisher::open(&pub_conn).await?,
+            publisher: Publisher::new(&publish),
             topology: topology.clone(),
             secrets,
             app_secret: settings.meta_app_secret.clone(),
@@ -68,7 +69,7 @@ impl Application {
         let events_ready = Arc::new(tokio::sync::Notify::new());
         let drainer = outbox::Drainer {
             pool: pool.clone(),
-            publisher: Publisher::open(&pub_conn).await?,
+            publisher: Publisher::new(&publish),
             topology: topology.clone(),
             wake: events_ready.clone(),
             interval: settings.webhooks.events_interval,
@@ -83,9 +84,9 @@ impl Application {
             receiver,
             consumer,
             drainer,
-            consume_channel: sub_conn.create_channel().await?,
             settings,
-            connections: vec![Arc::new(pub_conn), Arc::new(sub_conn)],
+            publish,
+            consume,
         })
     }
 
@@ -94,25 +95,24 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
-        let mut checks = vec![database_check(self.consumer.pool.clone())];
-        checks.extend(self.connections.iter().cloned().map(broker_check));
+        let probes = Probes::service(
+            self.consumer.pool.clone(),
+            &[self.publish.clone(), self.consume.clone()],
+        );
         // axum's own 2 MB default would refuse Meta's 3 MB bodies; the configured limit rules.
         let router = receiver::router(self.receiver)
             .layer(axum::extract::DefaultBodyLimit::disable())
             .layer(RequestBodyLimitLayer::new(
                 self.settings.webhooks.max_body_bytes,
             ))
-            .merge(ops_router(checks))
+            .merge(ops_router(probes))
             .layer(TraceLayer::new_for_http());
         let tasks = TaskTracker::new();
         let topology = &self.consumer.topology;
         let monitor = wafleet_core::monitor::Monitor::new(
             self.consumer.pool.clone(),
             topology,
-            vec![
-                ("webhooks/publish", self.connections[0].clone()),
-                ("webhooks/consume", self.connections[1].clone()),
-            ],
+            self.consume.clone(),
             vec![topology.webhooks_queue(), topology.webhooks_dead_queue()],
             self.settings.monitor_interval,
         );
@@ -124,7 +124,7 @@ impl Application {
         ));
         let consume = tasks.spawn(consumer::run(
             self.consumer.clone(),
-            self.consume_channel,
+            self.consume.clone(),
             wafleet_core::consume::Batching {
                 prefetch: self.settings.webhooks.prefetch,
                 max: self.settings.webhooks.batch_max,
@@ -145,10 +145,9 @@ impl Application {
         drain_cancel.cancel();
         drainer.await?;
         http.await?.context("HTTP server")?;
-        consume.await?.context("webhook consumer")?;
-        for conn in self.connections {
-            amqp::close(&conn).await;
-        }
+        consume.await.context("webhook consumer")?;
+        self.publish.close().await;
+        self.consume.close().await;
         Ok(())
     }
 }

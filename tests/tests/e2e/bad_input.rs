@@ -192,7 +192,8 @@ async fn an_oversize_body_is_a_413_problem_with_a_code() {
 /// message was parked in `<p>.intake.rejected` with.
 async fn rejected_reason(t: &TestFleet, content_type: &str, message_id: &str) -> String {
     let (conn, channel) = t.amqp_channel().await;
-    let publisher = amqp::Publisher::open(&conn).await.expect("confirm mode");
+    let broker = t.broker().await;
+    let publisher = amqp::Publisher::new(&broker);
     let mut headers = lapin::types::FieldTable::default();
     amqp::set_header(&mut headers, "tenant", &t.tenant_id.to_string());
     let body = serde_json::to_vec(&TestFleet::template_request("C-AMQP")).unwrap();
@@ -210,6 +211,7 @@ async fn rejected_reason(t: &TestFleet, content_type: &str, message_id: &str) ->
         .await
         .expect("intake accepts the publish");
     let rejected = next_rejected(t, &channel).await;
+    broker.close().await;
     let _ = conn.close(200, "done".into()).await;
     amqp::header_str(&rejected.delivery.properties, "x-wafleet-reason")
         .unwrap_or_default()

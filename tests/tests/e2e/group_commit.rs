@@ -118,8 +118,8 @@ async fn a_request_with_a_nul_character_is_refused_naming_its_field_and_its_batc
 #[tokio::test]
 async fn amqp_intake_accepts_a_backlog_in_batches_and_a_repeated_message_id_once() {
     let t = TestFleet::start().await;
-    let (conn, _channel) = t.amqp_channel().await;
-    let publisher = amqp::Publisher::open(&conn).await.expect("confirm mode");
+    let broker = t.broker().await;
+    let publisher = amqp::Publisher::new(&broker);
     let exchange = t.topology().intake_exchange();
     let tenant = t.tenant_id.to_string();
     let before = batches_written(&t).await;
@@ -173,6 +173,6 @@ async fn amqp_intake_accepts_a_backlog_in_batches_and_a_repeated_message_id_once
         (1..160).contains(&batches),
         "160 deliveries were accepted in {batches} batches"
     );
-    amqp::close(&conn).await;
+    broker.close().await;
     t.stop().await;
 }

@@ -6,6 +6,7 @@ mod admin_keys;
 mod admin_senders;
 mod admin_settings;
 mod bad_input;
+mod broker_restart;
 mod campaign_bench;
 mod campaign_flow;
 mod campaign_pools;

@@ -44,8 +44,8 @@ async fn queue(t: &TestFleet, n: usize) {
     .execute(&t.pool)
     .await
     .unwrap();
-    let (conn, _channel) = t.amqp_channel().await;
-    let publisher = Publisher::open(&conn).await.unwrap();
+    let broker = t.broker().await;
+    let publisher = Publisher::new(&broker);
     let topology = t.topology();
     let exchange = topology.dispatch_exchange();
     let key = amqp::shard_key(topology.shard_for(&t.phone_number_id));
@@ -73,7 +73,7 @@ async fn queue(t: &TestFleet, n: usize) {
         .buffer_unordered(256)
         .collect::<Vec<()>>()
         .await;
-    amqp::close(&conn).await;
+    broker.close().await;
 }
 
 async fn recorded(t: &TestFleet) -> Vec<DateTime<Utc>> {

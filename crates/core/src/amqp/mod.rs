@@ -1,5 +1,6 @@
-//! RabbitMQ: the topology every service declares (one function, one prefix), connections with
-//! automatic recovery, confirmed `mandatory` publishing, and W3C trace context in headers.
+//! RabbitMQ: the topology every service declares (one function, one prefix), supervised
+//! connections that rebuild themselves after a broker restart, confirmed `mandatory` publishing
+//! that survives a reconnect, and W3C trace context in headers.
 //!
 //! Names (SPEC §5; `<p>` is the prefix):
 //! - `<p>.intake` (direct exchange, key `send`) → queue `<p>.intake`; invalid messages go to
@@ -12,16 +13,22 @@
 //! - `<p>.webhooks` (direct, key `meta`) → queue `<p>.webhooks`: raw verified webhook bodies.
 //! - `<p>.events` (topic): `inbound.<tenant>`, `status.<tenant>`, `optout.<tenant>`.
 //!
-//! Modules: `topology` (names and declaration), `publish` (confirmed publishing), `headers`
-//! (message properties, trace context, consumer lag). Everything is re-exported here.
+//! Modules: `topology` (names and declaration), `supervisor` (the services' connections:
+//! reconnect, health, leases of channels), `publish` (confirmed publishing over a supervised
+//! connection), `backoff`, `headers` (message properties, trace context, consumer lag).
+//! Everything is re-exported here.
 
+mod backoff;
 mod headers;
 mod publish;
+mod supervisor;
 mod topology;
 
+pub use backoff::Backoff;
 pub use headers::*;
 pub use lapin;
 pub use publish::*;
+pub use supervisor::{Broker, Lease};
 pub use topology::*;
 
 use lapin::{Connection, ConnectionProperties};
@@ -32,11 +39,11 @@ use std::time::Duration;
 /// start-up forever.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Connects with automatic recovery (lapin replays topology and consumers after a reconnect).
+/// One plain connection, without lapin's auto-recovery: a lost connection stays lost. Services
+/// use a [`Broker`], which builds a new connection instead; this is for one-shot tools and tests
+/// (and for the `Broker` itself).
 pub async fn connect(url: &str, name: &str) -> Result<Connection, ConnectError> {
-    let props = ConnectionProperties::default()
-        .with_connection_name(name.into())
-        .enable_auto_recover();
+    let props = ConnectionProperties::default().with_connection_name(name.into());
     tokio::time::timeout(SETUP_TIMEOUT, Connection::connect(url, props))
         .await
         .map_err(|_| ConnectError::Timeout(SETUP_TIMEOUT))?
@@ -46,7 +53,7 @@ pub async fn connect(url: &str, name: &str) -> Result<Connection, ConnectError> 
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("the broker did not complete the handshake within {0:?}")]
+    #[error("the broker did not answer within {0:?}")]
     Timeout(Duration),
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
@@ -55,27 +62,4 @@ pub enum ConnectError {
 /// Closes a connection, giving up after a few seconds (shutdown must not hang on a dead peer).
 pub async fn close(conn: &Connection) {
     let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "shutdown".into())).await;
-}
-
-/// Connects, retrying with backoff until it works or `deadline` passes; services start before
-/// the broker is up and report not-ready meanwhile.
-pub async fn connect_with_retry(
-    url: &str,
-    name: &str,
-    cancel: &tokio_util::sync::CancellationToken,
-) -> Option<Connection> {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match connect(url, name).await {
-            Ok(conn) => return Some(conn),
-            Err(err) => {
-                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "broker unreachable");
-                tokio::select! {
-                    _ = cancel.cancelled() => return None,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
 }
