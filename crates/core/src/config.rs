@@ -166,6 +166,10 @@ pub struct WebhookSettings {
     pub prefetch: u16,
     /// Webhook deliveries applied together in one transaction.
     pub batch_max: usize,
+    /// A batch takes no more deliveries once their bodies reach this size. Meta may batch up
+    /// to 1,000 status updates in one POST, and a transaction holds the locks of every message
+    /// it updates until it commits, while the dispatcher waits for them to record its sends.
+    pub batch_max_bytes: usize,
     /// How long a batch waits to fill once it has its first delivery.
     #[serde(with = "humantime_ms")]
     pub batch_wait: Duration,
@@ -257,6 +261,7 @@ impl Default for Settings {
                 max_body_bytes: 4 * 1024 * 1024,
                 prefetch: 256,
                 batch_max: 64,
+                batch_max_bytes: 256 * 1024,
                 batch_wait: Duration::from_millis(5),
                 events_interval: Duration::from_secs(1),
             },

@@ -59,6 +59,11 @@ pub struct Batching {
     pub max: usize,
     /// How long a batch waits to fill once it has its first delivery.
     pub wait: std::time::Duration,
+    /// A batch takes no more deliveries once their bodies add up to this many bytes (`None`:
+    /// no bound). Where one body can carry many items (Meta batches up to 1,000 status updates
+    /// in one webhook), the number of deliveries alone does not bound how many rows a batch
+    /// locks, nor for how long.
+    pub max_bytes: Option<usize>,
 }
 
 /// Consumes `queue` until `cancel`, handing deliveries to `handle` in batches: whatever is
@@ -95,9 +100,13 @@ pub async fn consume_batches<F, Fut>(
                 None => break,
             };
             let deadline = tokio::time::Instant::now() + batching.wait;
-            while batch.len() < batching.max {
+            let mut bytes = batch[0].data.len();
+            while batch.len() < batching.max && batching.max_bytes.is_none_or(|max| bytes < max) {
                 match tokio::time::timeout_at(deadline, consumer.next()).await {
-                    Ok(Some(Ok(d))) => batch.push(d),
+                    Ok(Some(Ok(d))) => {
+                        bytes += d.data.len();
+                        batch.push(d);
+                    }
                     _ => break,
                 }
             }

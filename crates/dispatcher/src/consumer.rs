@@ -42,6 +42,8 @@ pub async fn run_shard(
         prefetch: ctx.settings.prefetch,
         max: ctx.settings.batch_size,
         wait: ctx.settings.batch_wait,
+        // Envelopes are small and alike: the count bounds the batch.
+        max_bytes: None,
     };
     wafleet_core::consume::consume_batches(&broker, &queue, &tag, batching, cancel, |batch| {
         process(ctx.clone(), topology.clone(), publisher.clone(), batch)

@@ -129,6 +129,7 @@ impl Application {
                 prefetch: self.settings.webhooks.prefetch,
                 max: self.settings.webhooks.batch_max,
                 wait: self.settings.webhooks.batch_wait,
+                max_bytes: Some(self.settings.webhooks.batch_max_bytes),
             },
             cancel.clone(),
         ));
