@@ -81,13 +81,8 @@ pub async fn create_tenant(
     if new.senders.is_empty() {
         return Err(TenantError::NoSender);
     }
-    let tenant_id = TenantId::new();
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, $2)")
-        .bind(tenant_id)
-        .bind(&new.name)
-        .execute(&mut *tx)
-        .await?;
+    let tenant_id = insert_tenant(&mut tx, &new.name).await?;
     sqlx::query(
         "INSERT INTO meta_connections (tenant_id, waba_id, access_token_enc, app_secret_enc, verify_token_enc)
          VALUES ($1, $2, $3, $4, $5)",
@@ -125,6 +120,31 @@ pub async fn create_tenant(
     Ok(CreatedTenant { tenant_id, api_key })
 }
 
+/// Creates a tenant with no Meta connection yet (it connects through Embedded Signup, or
+/// `PUT /v1/settings/meta`), its default settings and a first admin API key: the operators'
+/// `POST /v1/operator/tenants`.
+pub async fn create_unconnected(pool: &PgPool, name: &str) -> Result<CreatedTenant, TenantError> {
+    let mut tx = pool.begin().await?;
+    let tenant_id = insert_tenant(&mut tx, name).await?;
+    sqlx::query("INSERT INTO tenant_settings (tenant_id) VALUES ($1)")
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await?;
+    let api_key = insert_api_key(&mut tx, tenant_id, Role::Admin).await?;
+    tx.commit().await?;
+    Ok(CreatedTenant { tenant_id, api_key })
+}
+
+async fn insert_tenant(tx: &mut sqlx::PgConnection, name: &str) -> Result<TenantId, TenantError> {
+    let tenant_id = TenantId::new();
+    sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, $2)")
+        .bind(tenant_id)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tenant_id)
+}
+
 /// Mints a key for a tenant and stores its hash; returns the key to show once.
 pub async fn insert_api_key(
     tx: &mut sqlx::PgConnection,
@@ -151,7 +171,8 @@ pub struct MetaConnection {
     pub tenant_id: TenantId,
     pub waba_id: String,
     pub access_token: crate::config::Secret,
-    pub app_secret: crate::config::Secret,
+    /// The tenant's own Meta app's secret; `None`: the global app (`WAFLEET_META_APP_SECRET`).
+    pub app_secret: Option<crate::config::Secret>,
     pub verify_token: crate::config::Secret,
 }
 
@@ -164,7 +185,7 @@ pub async fn load_connection(
     struct Sealed {
         waba_id: String,
         access_token_enc: Vec<u8>,
-        app_secret_enc: Vec<u8>,
+        app_secret_enc: Option<Vec<u8>>,
         verify_token_enc: Vec<u8>,
     }
     let row: Option<Sealed> = sqlx::query_as(
@@ -181,7 +202,10 @@ pub async fn load_connection(
         tenant_id,
         waba_id: row.waba_id,
         access_token: crate::config::Secret::new(secrets.open(&row.access_token_enc)?),
-        app_secret: crate::config::Secret::new(secrets.open(&row.app_secret_enc)?),
+        app_secret: row
+            .app_secret_enc
+            .map(|sealed| secrets.open(&sealed).map(crate::config::Secret::new))
+            .transpose()?,
         verify_token: crate::config::Secret::new(secrets.open(&row.verify_token_enc)?),
     }))
 }
