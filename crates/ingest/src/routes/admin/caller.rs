@@ -61,6 +61,11 @@ impl From<GraphAdminError> for Problem {
     fn from(err: GraphAdminError) -> Self {
         match err {
             GraphAdminError::NoSecretKey => Problem::unavailable(err.to_string()),
+            GraphAdminError::NoApp => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "signup_not_configured",
+                err.to_string(),
+            ),
             GraphAdminError::NotConnected => {
                 Problem::new(StatusCode::CONFLICT, "meta_not_connected", err.to_string())
             }

@@ -8,6 +8,7 @@ pub mod meta;
 pub mod openapi;
 pub mod senders;
 pub mod settings;
+pub mod signup;
 pub mod templates;
 
 use crate::{senders::SenderView, state::AppState};
@@ -91,7 +92,7 @@ pub fn routes() -> Vec<ApiRoute> {
             "get",
             "/v1/settings/meta",
             admin,
-            "The Meta connection (WABA id; secrets are never returned)",
+            "The Meta connection: WABA id, Callback URL and Verify Token to paste into Meta, status",
             get(meta::get),
         )
         .returns::<meta::MetaView>(200),
@@ -99,10 +100,19 @@ pub fn routes() -> Vec<ApiRoute> {
             "put",
             "/v1/settings/meta",
             admin,
-            "Set the Meta connection: WABA id, token, app secret, verify token",
+            "Set the Meta connection by hand: WABA id, token, app secret, verify token",
             put(meta::put),
         )
         .accepts::<meta::MetaUpdate>()
+        .returns::<meta::MetaView>(200),
+        r(
+            "post",
+            "/v1/settings/meta/verify_token",
+            admin,
+            "Rotate the Verify Token (paste the new one into the Meta app's webhook settings)",
+            post(meta::rotate_verify_token),
+        )
+        .no_body()
         .returns::<meta::MetaView>(200),
         r(
             "post",
@@ -113,6 +123,23 @@ pub fn routes() -> Vec<ApiRoute> {
         )
         .no_body()
         .returns::<meta::MetaCheck>(200),
+        r(
+            "post",
+            "/v1/signup",
+            admin,
+            "Embedded Signup: exchange the code, record the numbers, subscribe the app, register the numbers",
+            post(signup::run),
+        )
+        .accepts::<crate::signup::SignupRequest>()
+        .returns::<crate::signup::SignupView>(200),
+        r(
+            "get",
+            "/v1/signup",
+            admin,
+            "How far Embedded Signup got: steps done, Meta's last error, senders",
+            get(signup::get),
+        )
+        .returns::<crate::signup::SignupView>(200),
         r(
             "get",
             "/v1/senders",
@@ -151,10 +178,36 @@ pub fn routes() -> Vec<ApiRoute> {
             "patch",
             "/v1/senders/{id}",
             admin,
-            "Change friendly name, display name, owner or rate (rate_mps, 1-1000)",
+            "Change friendly name, owner or rate (rate_mps, 1-1000); a display name goes to Meta for review",
             patch(senders::edit),
         )
         .accepts::<senders::EditRequest>()
+        .returns::<SenderView>(200),
+        r(
+            "delete",
+            "/v1/senders/{id}",
+            admin,
+            "Remove a sender: deregistered at Meta, history kept, its place among the 20 freed",
+            delete(senders::remove),
+        )
+        .returns::<SenderView>(200),
+        r(
+            "post",
+            "/v1/senders/{id}/register",
+            admin,
+            "Register the number for Cloud API with its two-step PIN (generated and shown once if none)",
+            post(senders::register),
+        )
+        .accepts::<senders::RegisterRequest>()
+        .returns::<senders::RegisteredSender>(200),
+        r(
+            "post",
+            "/v1/senders/{id}/deregister",
+            admin,
+            "Deregister the number at Meta (its sends are held until registered again)",
+            post(senders::deregister),
+        )
+        .no_body()
         .returns::<SenderView>(200),
         r(
             "post",
