@@ -3,4 +3,6 @@
 //! connection status, what the company pastes into Meta, the module switch and the operators'
 //! tenant administration.
 
+mod connection;
+mod lifecycle;
 mod signup;
