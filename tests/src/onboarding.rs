@@ -31,6 +31,21 @@ impl TestFleet {
     /// with the `job_opportunity` template approved on its new WABA, and a tenant with no
     /// connection. `tag` (two digits) keeps its ids apart from other companies of the test.
     pub async fn company_after_embedded_signup(&self, tag: u8, numbers: u8) -> NewCompany {
+        let created = wafleet_core::tenant::create_unconnected(&self.pool, "Beta Staffing")
+            .await
+            .expect("tenant");
+        self.embedded_signup_in_browser(tag, numbers, created.tenant_id, created.api_key)
+            .await
+    }
+
+    /// Meta's side of [`Self::company_after_embedded_signup`], for a tenant that exists already.
+    pub async fn embedded_signup_in_browser(
+        &self,
+        tag: u8,
+        numbers: u8,
+        tenant_id: TenantId,
+        api_key: String,
+    ) -> NewCompany {
         let waba_id = format!("39{tag:02}{}", &self.waba_id[4..]);
         let numbers: Vec<(String, String)> = (0..numbers)
             .map(|i| {
@@ -64,12 +79,9 @@ impl TestFleet {
                    "category": "UTILITY", "body_text": "Hi {{1}}, {{2}} here about a role."}),
         )
         .await;
-        let created = wafleet_core::tenant::create_unconnected(&self.pool, "Beta Staffing")
-            .await
-            .expect("tenant");
         NewCompany {
-            tenant_id: created.tenant_id,
-            api_key: created.api_key,
+            tenant_id,
+            api_key,
             waba_id,
             numbers,
             code: browser["code"].as_str().expect("code").to_owned(),

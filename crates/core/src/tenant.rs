@@ -145,6 +145,74 @@ async fn insert_tenant(tx: &mut sqlx::PgConnection, name: &str) -> Result<Tenant
     Ok(tenant_id)
 }
 
+/// A tenant as the operators see it (`wafleet tenant list`, `GET /v1/operator/tenants`).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
+pub struct TenantSummary {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The module switch: false, its sends are refused (`whatsapp_disabled`).
+    pub whatsapp_enabled: bool,
+    pub whatsapp_changed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Null until connected (Embedded Signup or `PUT /v1/settings/meta`).
+    pub waba_id: Option<String>,
+    /// The connection's status (`connected`, `token_invalid`, …), null without a connection.
+    pub connection_status: Option<String>,
+    /// Senders holding a place among the 20.
+    pub senders: i64,
+}
+
+const SUMMARY: &str =
+    "SELECT t.id, t.name, t.created_at, t.whatsapp_enabled, t.whatsapp_changed_at,
+        c.waba_id, c.status AS connection_status,
+        (SELECT count(*) FROM senders s
+         WHERE s.tenant_id = t.id AND s.status NOT IN ('rejected', 'removed')) AS senders
+     FROM tenants t LEFT JOIN meta_connections c ON c.tenant_id = t.id";
+
+/// Every tenant, oldest first: the operators' listing, the one read across tenants.
+pub async fn list_tenants(pool: &PgPool) -> Result<Vec<TenantSummary>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SUMMARY} ORDER BY t.created_at, t.id"
+    )))
+    .fetch_all(pool)
+    .await
+}
+
+/// One tenant (`None`: no such tenant).
+pub async fn tenant_summary(
+    pool: &PgPool,
+    tenant: TenantId,
+) -> Result<Option<TenantSummary>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SUMMARY} WHERE t.id = $1")))
+        .bind(tenant)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Switches the tenant's WhatsApp module on or off at `now`; `None`: no such tenant.
+pub async fn set_whatsapp_enabled(
+    pool: &PgPool,
+    tenant: TenantId,
+    enabled: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<TenantSummary>, sqlx::Error> {
+    let changed = sqlx::query(
+        "UPDATE tenants SET whatsapp_enabled = $2,
+             whatsapp_changed_at = CASE WHEN whatsapp_enabled = $2 THEN whatsapp_changed_at ELSE $3 END
+         WHERE id = $1",
+    )
+    .bind(tenant)
+    .bind(enabled)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    if changed.rows_affected() == 0 {
+        return Ok(None);
+    }
+    tracing::info!(tenant = %tenant, enabled, "WhatsApp module switched");
+    tenant_summary(pool, tenant).await
+}
+
 /// Mints a key for a tenant and stores its hash; returns the key to show once.
 pub async fn insert_api_key(
     tx: &mut sqlx::PgConnection,

@@ -89,6 +89,7 @@ impl Application {
             clock,
             graph,
             public_base_url: settings.public_base_url.clone(),
+            operator_key: settings.operator_key.clone(),
             campaigns: state::CampaignSettings {
                 batch: settings.ingest.campaign_batch,
                 max_body_bytes: settings.ingest.campaign_max_body_bytes,

@@ -18,6 +18,8 @@ pub struct AppState {
     pub campaigns: CampaignSettings,
     /// Where Meta reaches the webhooks service (`WAFLEET_PUBLIC_BASE_URL`), for the Callback URL.
     pub public_base_url: Option<String>,
+    /// The operators' credential (`WAFLEET_OPERATOR_KEY`); operator routes answer 401 without.
+    pub operator_key: Option<wafleet_core::config::Secret>,
 }
 
 /// What the campaign API needs from the settings.

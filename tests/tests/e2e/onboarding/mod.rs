@@ -5,4 +5,5 @@
 
 mod connection;
 mod lifecycle;
+mod operators;
 mod signup;

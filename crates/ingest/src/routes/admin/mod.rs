@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod caller;
 pub mod meta;
 pub mod openapi;
+pub mod operator;
 pub mod senders;
 pub mod settings;
 pub mod signup;
@@ -61,8 +62,51 @@ fn r(
 
 /// Every administration route.
 pub fn routes() -> Vec<ApiRoute> {
-    let (admin, reader) = (Some("admin"), Some("reader"));
+    let (admin, reader, ops) = (Some("admin"), Some("reader"), Some("operator"));
     vec![
+        r(
+            "post",
+            "/v1/operator/tenants",
+            ops,
+            "Create a tenant (not yet connected) and its first admin API key (shown once)",
+            post(operator::create),
+        )
+        .accepts::<operator::CreateRequest>()
+        .returns::<operator::CreatedTenant>(201),
+        r(
+            "get",
+            "/v1/operator/tenants",
+            ops,
+            "Every tenant: connection, senders, WhatsApp module switch",
+            get(operator::list),
+        )
+        .returns::<operator::TenantList>(200),
+        r(
+            "get",
+            "/v1/operator/tenants/{id}",
+            ops,
+            "One tenant",
+            get(operator::get),
+        )
+        .returns::<wafleet_core::tenant::TenantSummary>(200),
+        r(
+            "post",
+            "/v1/operator/tenants/{id}/disable",
+            ops,
+            "Switch the tenant's WhatsApp module off: sends refused (whatsapp_disabled), webhooks still recorded",
+            post(operator::disable),
+        )
+        .no_body()
+        .returns::<wafleet_core::tenant::TenantSummary>(200),
+        r(
+            "post",
+            "/v1/operator/tenants/{id}/enable",
+            ops,
+            "Switch the tenant's WhatsApp module on",
+            post(operator::enable),
+        )
+        .no_body()
+        .returns::<wafleet_core::tenant::TenantSummary>(200),
         r(
             "get",
             "/v1/settings",
