@@ -264,7 +264,8 @@ impl GraphAdmin {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<Value, GraphAdminError> {
-        let response = request.send().await?;
+        // Without the URL: the code exchange carries the app secret in its query.
+        let response = request.send().await.map_err(reqwest::Error::without_url)?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if status.is_success() {

@@ -20,7 +20,10 @@ fn template(sender: &str, record: &str) -> Value {
 #[tokio::test]
 async fn an_operator_creates_a_tenant_that_connects_itself_and_can_switch_its_whatsapp_off() {
     // Arrange
-    let t = TestFleet::start_with(|s| s.operator_key = Some(wafleet_core::config::Secret::new(OPERATOR_KEY))).await;
+    let t = TestFleet::start_with(|s| {
+        s.operator_key = Some(wafleet_core::config::Secret::new(OPERATOR_KEY))
+    })
+    .await;
     let create = Some(json!({"name": "Gamma Recruitment"}));
 
     // Act: only the operator key creates a tenant.

@@ -246,3 +246,50 @@ async fn only_an_admin_key_of_the_company_runs_the_signup() {
     assert!(!sent_or_later(&problem));
     t.stop().await;
 }
+
+#[tokio::test]
+async fn no_business_token_pin_or_code_appears_in_any_span_or_log() {
+    // Arrange
+    let spans = wafleet_tests::observe::captured();
+    let t = TestFleet::start().await;
+    let company = t.company_after_embedded_signup(7, 1).await;
+
+    // Act
+    let (status, signup) = t
+        .as_company(
+            &company,
+            Method::POST,
+            "/v1/signup",
+            Some(company.signup_body()),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(status, 200, "{signup}");
+    let pin = signup["senders"][0]["pin"].as_str().unwrap().to_owned();
+    let exported = format!("{:?}", spans.all());
+    let logs = spans.logs();
+    assert!(
+        logs.contains("number registered for Cloud API"),
+        "logs were captured"
+    );
+    // The PIN as a number of its own (not six digits inside a longer id).
+    let standalone = |text: &str| {
+        text.match_indices(pin.as_str()).any(|(at, _)| {
+            let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
+            !digit(text[..at].chars().next_back()) && !digit(text[at + 6..].chars().next())
+        })
+    };
+    assert!(!standalone(&exported), "the PIN is in a span");
+    assert!(!standalone(&logs), "the PIN is in a log line");
+    for (what, secret) in [
+        ("a business token", "EAAG"),
+        ("the signup code", company.code.as_str()),
+        ("the app secret", t.app_secret.as_str()),
+        ("the number", company.numbers[0].1.trim_start_matches('+')),
+    ] {
+        assert!(!exported.contains(secret), "{what} is in a span");
+        assert!(!logs.contains(secret), "{what} is in a log line");
+    }
+    t.stop().await;
+}
