@@ -216,6 +216,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .as_ref()
                     .map(|s| s.expose().to_owned())
                     .unwrap_or_else(|| wafleet_meta_sim::SimSettings::default().app_secret),
+                app_id: settings
+                    .meta_app_id
+                    .clone()
+                    .unwrap_or_else(|| wafleet_meta_sim::DEFAULT_APP_ID.to_owned()),
                 ..Default::default()
             })
             .await?;
