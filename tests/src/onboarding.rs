@@ -99,6 +99,30 @@ impl TestFleet {
         self.call(method, path, Some(&company.api_key), body).await
     }
 
+    /// `POST /v1/signup` as the upstream product sends it once the browser side finished.
+    pub async fn run_signup(&self, company: &NewCompany) -> (StatusCode, Value) {
+        self.as_company(
+            company,
+            Method::POST,
+            "/v1/signup",
+            Some(company.signup_body()),
+        )
+        .await
+    }
+
+    /// A company connected through Embedded Signup (`company_after_embedded_signup`, then
+    /// `POST /v1/signup`), its templates synced.
+    pub async fn connected_company(&self, tag: u8, numbers: u8) -> NewCompany {
+        let company = self.company_after_embedded_signup(tag, numbers).await;
+        let (status, signup) = self.run_signup(&company).await;
+        assert_eq!(status, 200, "{signup}");
+        let (synced, _) = self
+            .as_company(&company, Method::POST, "/v1/templates/sync", None)
+            .await;
+        assert_eq!(synced, 200);
+        company
+    }
+
     /// A Graph call to the simulator as Meta's API (any bearer token).
     pub async fn graph(&self, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
         let res = self

@@ -115,9 +115,7 @@ pub async fn create_tenant(
     .bind(tenant_id)
     .execute(&mut *tx)
     .await?;
-    let api_key = insert_api_key(&mut tx, tenant_id, Role::Admin).await?;
-    tx.commit().await?;
-    Ok(CreatedTenant { tenant_id, api_key })
+    with_admin_key(tx, tenant_id).await
 }
 
 /// Creates a tenant with no Meta connection yet (it connects through Embedded Signup, or
@@ -130,6 +128,14 @@ pub async fn create_unconnected(pool: &PgPool, name: &str) -> Result<CreatedTena
         .bind(tenant_id)
         .execute(&mut *tx)
         .await?;
+    with_admin_key(tx, tenant_id).await
+}
+
+/// Mints the new tenant's first admin key and commits its creation.
+async fn with_admin_key(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant_id: TenantId,
+) -> Result<CreatedTenant, TenantError> {
     let api_key = insert_api_key(&mut tx, tenant_id, Role::Admin).await?;
     tx.commit().await?;
     Ok(CreatedTenant { tenant_id, api_key })

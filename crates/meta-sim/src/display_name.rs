@@ -93,11 +93,7 @@ async fn update(
         ));
     }
     if let Some(pin) = pin {
-        if pin.len() != 6 || !pin.chars().all(|c| c.is_ascii_digit()) {
-            return Err(GraphError::invalid_parameter(
-                "pin must be a 6-digit number",
-            ));
-        }
+        crate::registration::check_pin(&pin)?;
         inner.onboarding.pins.insert(id.clone(), pin);
     }
     if let Some(name) = name.map(|n| n.trim().to_owned()) {

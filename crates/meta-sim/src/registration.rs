@@ -56,11 +56,7 @@ async fn register(
         ));
     }
     let pin = body.pin.unwrap_or_default();
-    if pin.len() != 6 || !pin.chars().all(|c| c.is_ascii_digit()) {
-        return Err(GraphError::invalid_parameter(
-            "pin must be a 6-digit number",
-        ));
-    }
+    check_pin(&pin)?;
     match inner.onboarding.pins.get(&id) {
         Some(set) if *set != pin => return Err(GraphError::new(133005, details_for(133005))),
         Some(_) => {}
@@ -83,6 +79,16 @@ async fn deregister(
     // The two-step PIN stays: it cannot be turned off through the API.
     inner.onboarding.unregistered.insert(id, true);
     Ok(Json(json!({"success": true})))
+}
+
+/// A two-step PIN is six digits (`100` otherwise).
+pub(crate) fn check_pin(pin: &str) -> Result<(), GraphError> {
+    if pin.len() != 6 || !pin.chars().all(|c| c.is_ascii_digit()) {
+        return Err(GraphError::invalid_parameter(
+            "pin must be a 6-digit number",
+        ));
+    }
+    Ok(())
 }
 
 /// The checks both edges share: a known number, injected faults, and the attempt limit.

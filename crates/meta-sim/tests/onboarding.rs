@@ -62,6 +62,41 @@ async fn graph(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// `{method} /{ES_WABA}/subscribed_apps`.
+async fn subscribed_apps(sim: &TestSim, method: Method) -> (StatusCode, Value) {
+    graph(
+        sim,
+        method,
+        &format!("{ES_WABA}/subscribed_apps"),
+        "t",
+        json!({}),
+    )
+    .await
+}
+
+/// The approved template `order_update` on the signup's WABA.
+async fn add_template(sim: &TestSim) {
+    sim.control(
+        Method::POST,
+        "/_sim/templates",
+        json!({"waba_id": ES_WABA, "name": "order_update",
+               "language": "en_US", "category": "UTILITY", "body_text": "Hi {{1}}"}),
+    )
+    .await;
+}
+
+/// `POST /{ES_NUMBER}/register` with `body`.
+async fn register(sim: &TestSim, body: Value) -> (StatusCode, Value) {
+    graph(
+        sim,
+        Method::POST,
+        &format!("{ES_NUMBER}/register"),
+        "t",
+        body,
+    )
+    .await
+}
+
 fn register_body(pin: &str) -> Value {
     json!({"messaging_product": "whatsapp", "pin": pin})
 }
@@ -103,42 +138,15 @@ async fn a_number_sends_only_once_registered_with_its_two_step_pin() {
     // Arrange
     let sim = TestSim::start(None).await;
     finish_signup(&sim).await;
-    sim.control(
-        Method::POST,
-        "/_sim/templates",
-        json!({"waba_id": ES_WABA, "name": "order_update",
-        "language": "en_US", "category": "UTILITY", "body_text": "Hi {{1}}"}),
-    )
-    .await;
+    add_template(&sim).await;
     let send = template_send("+447400123456", "m-1", &["Anna"]);
 
     // Act
     let (before, not_registered) = sim.send(ES_NUMBER, send.clone()).await;
     let listed_before = sim.get(&format!("/v24.0/{ES_WABA}/phone_numbers")).await;
-    let (bad_pin, _) = graph(
-        &sim,
-        Method::POST,
-        &format!("{ES_NUMBER}/register"),
-        "t",
-        register_body("12ab"),
-    )
-    .await;
-    let (no_product, _) = graph(
-        &sim,
-        Method::POST,
-        &format!("{ES_NUMBER}/register"),
-        "t",
-        json!({"pin": "123456"}),
-    )
-    .await;
-    let (registered, ok) = graph(
-        &sim,
-        Method::POST,
-        &format!("{ES_NUMBER}/register"),
-        "t",
-        register_body("123456"),
-    )
-    .await;
+    let (bad_pin, _) = register(&sim, register_body("12ab")).await;
+    let (no_product, _) = register(&sim, json!({"pin": "123456"})).await;
+    let (registered, ok) = register(&sim, register_body("123456")).await;
     let (after, _) = sim.send(ES_NUMBER, send.clone()).await;
     let one = sim.get(&format!("/v24.0/{ES_NUMBER}")).await;
     let (deregistered, _) = graph(
@@ -151,22 +159,8 @@ async fn a_number_sends_only_once_registered_with_its_two_step_pin() {
     .await;
     let (gone, _) = sim.send(ES_NUMBER, send).await;
     let listed_gone = sim.get(&format!("/v24.0/{ES_WABA}/phone_numbers")).await;
-    let (other_pin, mismatch) = graph(
-        &sim,
-        Method::POST,
-        &format!("{ES_NUMBER}/register"),
-        "t",
-        register_body("654321"),
-    )
-    .await;
-    let (same_pin, _) = graph(
-        &sim,
-        Method::POST,
-        &format!("{ES_NUMBER}/register"),
-        "t",
-        register_body("123456"),
-    )
-    .await;
+    let (other_pin, mismatch) = register(&sim, register_body("654321")).await;
+    let (same_pin, _) = register(&sim, register_body("123456")).await;
 
     // Assert
     assert_eq!(before, StatusCode::BAD_REQUEST);
@@ -195,14 +189,13 @@ async fn register_is_refused_with_133016_after_ten_calls_in_72_hours() {
     // Arrange
     let sim = TestSim::start(None).await;
     finish_signup(&sim).await;
-    let path = format!("{ES_NUMBER}/register");
     for _ in 0..10 {
-        let (status, _) = graph(&sim, Method::POST, &path, "t", register_body("123456")).await;
+        let (status, _) = register(&sim, register_body("123456")).await;
         assert_eq!(status, StatusCode::OK);
     }
 
     // Act
-    let (status, error) = graph(&sim, Method::POST, &path, "t", register_body("123456")).await;
+    let (status, error) = register(&sim, register_body("123456")).await;
 
     // Assert
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -216,29 +209,9 @@ async fn webhooks_reach_only_a_waba_the_app_is_subscribed_to() {
     let receiver = Receiver::start().await;
     let sim = TestSim::start(Some(receiver.url.clone())).await;
     finish_signup(&sim).await;
-    sim.control(
-        Method::POST,
-        "/_sim/templates",
-        json!({"waba_id": ES_WABA, "name": "order_update",
-        "language": "en_US", "category": "UTILITY", "body_text": "Hi {{1}}"}),
-    )
-    .await;
-    graph(
-        &sim,
-        Method::POST,
-        &format!("{ES_NUMBER}/register"),
-        "t",
-        register_body("123456"),
-    )
-    .await;
-    let (_, listed_before) = graph(
-        &sim,
-        Method::GET,
-        &format!("{ES_WABA}/subscribed_apps"),
-        "t",
-        json!({}),
-    )
-    .await;
+    add_template(&sim).await;
+    register(&sim, register_body("123456")).await;
+    let (_, listed_before) = subscribed_apps(&sim, Method::GET).await;
 
     // Act: a send while unsubscribed, then subscribe and send again.
     let (first, _) = sim
@@ -247,22 +220,8 @@ async fn webhooks_reach_only_a_waba_the_app_is_subscribed_to() {
     let dropped = sim
         .wait_for_stats(|s| s["webhook_events_dropped"].as_u64() >= Some(3))
         .await;
-    let (subscribed, ok) = graph(
-        &sim,
-        Method::POST,
-        &format!("{ES_WABA}/subscribed_apps"),
-        "t",
-        json!({}),
-    )
-    .await;
-    let (_, listed) = graph(
-        &sim,
-        Method::GET,
-        &format!("{ES_WABA}/subscribed_apps"),
-        "t",
-        json!({}),
-    )
-    .await;
+    let (subscribed, ok) = subscribed_apps(&sim, Method::POST).await;
+    let (_, listed) = subscribed_apps(&sim, Method::GET).await;
     sim.send(ES_NUMBER, template_send("+447400123456", "after", &["A"]))
         .await;
     let hooks = receiver.wait_for_statuses(3).await;
@@ -386,22 +345,8 @@ async fn an_injected_fault_makes_subscribed_apps_fail_with_its_code() {
     .await;
 
     // Act
-    let (failed, error) = graph(
-        &sim,
-        Method::POST,
-        &format!("{ES_WABA}/subscribed_apps"),
-        "t",
-        json!({}),
-    )
-    .await;
-    let (retried, _) = graph(
-        &sim,
-        Method::POST,
-        &format!("{ES_WABA}/subscribed_apps"),
-        "t",
-        json!({}),
-    )
-    .await;
+    let (failed, error) = subscribed_apps(&sim, Method::POST).await;
+    let (retried, _) = subscribed_apps(&sim, Method::POST).await;
 
     // Assert
     assert_eq!(failed, StatusCode::SERVICE_UNAVAILABLE);

@@ -13,18 +13,7 @@ use wafleet_tests::{TestFleet, id_of};
 async fn a_token_meta_starts_refusing_during_a_send_turns_the_connection_to_token_invalid() {
     // Arrange: a company connected through Embedded Signup, its templates synced.
     let t = TestFleet::start().await;
-    let company = t.company_after_embedded_signup(5, 1).await;
-    let (signed_up, _) = t
-        .as_company(
-            &company,
-            Method::POST,
-            "/v1/signup",
-            Some(company.signup_body()),
-        )
-        .await;
-    assert_eq!(signed_up, 200);
-    t.as_company(&company, Method::POST, "/v1/templates/sync", None)
-        .await;
+    let company = t.connected_company(5, 1).await;
     let mut events = t.events().await;
 
     // Act: the customer removes the partner's access; Meta refuses the business token.

@@ -51,14 +51,7 @@ async fn an_operator_creates_a_tenant_that_connects_itself_and_can_switch_its_wh
 
     // Act: the company connects itself with the key it got; the operator lists it.
     let company = t.embedded_signup_in_browser(6, 1, tenant_id, api_key).await;
-    let (signed_up, signup) = t
-        .as_company(
-            &company,
-            Method::POST,
-            "/v1/signup",
-            Some(company.signup_body()),
-        )
-        .await;
+    let (signed_up, signup) = t.run_signup(&company).await;
     assert_eq!(signed_up, 200, "{signup}");
     let (_, list) = t
         .call(

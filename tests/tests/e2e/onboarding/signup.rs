@@ -24,14 +24,7 @@ async fn a_company_connects_through_embedded_signup_and_its_first_template_is_re
     let company = t.company_after_embedded_signup(1, 2).await;
 
     // Act
-    let (status, signup) = t
-        .as_company(
-            &company,
-            Method::POST,
-            "/v1/signup",
-            Some(company.signup_body()),
-        )
-        .await;
+    let (status, signup) = t.run_signup(&company).await;
 
     // Assert: connected, both numbers senders, registered, PINs shown once.
     assert_eq!(status, 200, "{signup}");
@@ -143,25 +136,11 @@ async fn a_step_meta_refuses_is_reported_with_metas_error_and_the_same_request_g
     .await;
 
     // Act
-    let (failed, problem) = t
-        .as_company(
-            &company,
-            Method::POST,
-            "/v1/signup",
-            Some(company.signup_body()),
-        )
-        .await;
+    let (failed, problem) = t.run_signup(&company).await;
     let (_, stopped) = t
         .as_company(&company, Method::GET, "/v1/signup", None)
         .await;
-    let (retried, signup) = t
-        .as_company(
-            &company,
-            Method::POST,
-            "/v1/signup",
-            Some(company.signup_body()),
-        )
-        .await;
+    let (retried, signup) = t.run_signup(&company).await;
 
     // Assert: the failure names the step and Meta's error; the retry did not exchange the
     // single-use code again (Meta would refuse it) and finished.
@@ -255,14 +234,7 @@ async fn no_business_token_pin_or_code_appears_in_any_span_or_log() {
     let company = t.company_after_embedded_signup(7, 1).await;
 
     // Act
-    let (status, signup) = t
-        .as_company(
-            &company,
-            Method::POST,
-            "/v1/signup",
-            Some(company.signup_body()),
-        )
-        .await;
+    let (status, signup) = t.run_signup(&company).await;
 
     // Assert
     assert_eq!(status, 200, "{signup}");

@@ -42,6 +42,20 @@ impl FromRequestParts<AppState> for AdminCaller {
     }
 }
 
+/// The JSON body of an administration request, or `422 invalid_field` with serde's reason
+/// (unknown field, wrong type, missing field).
+pub fn json_body<T>(
+    body: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, Problem> {
+    body.map(|axum::Json(b)| b).map_err(|e| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            e.body_text(),
+        )
+    })
+}
+
 /// Writes one audit entry (who, when, what) in the caller's transaction.
 pub async fn audit(
     tx: &mut sqlx::PgConnection,

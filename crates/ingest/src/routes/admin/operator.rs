@@ -53,13 +53,7 @@ pub async fn create(
     _: Operator,
     body: Result<Json<CreateRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedTenant>), Problem> {
-    let Json(request) = body.map_err(|e| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            e.body_text(),
-        )
-    })?;
+    let request = super::caller::json_body(body)?;
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 200 || name.contains('\0') {
         return Err(Problem::new(

@@ -1,6 +1,6 @@
 //! `/v1/senders`: list and read (reader), add, edit, verify by OTP and sync from Graph (admin).
 
-use super::caller::AdminCaller;
+use super::caller::{AdminCaller, json_body};
 use crate::{
     auth::Principal,
     routes::circuits::{CircuitView, open_circuits, sender_circuit},
@@ -50,16 +50,6 @@ impl From<SenderError> for Problem {
             SenderError::Database(e) => e.into(),
         }
     }
-}
-
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
-    body.map(|Json(b)| b).map_err(|e| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            e.body_text(),
-        )
-    })
 }
 
 fn sender_id(raw: &str) -> Result<SenderId, Problem> {

@@ -69,13 +69,7 @@ pub async fn run(
     caller: AdminCaller,
     body: Result<Json<SignupRequest>, JsonRejection>,
 ) -> Result<Json<SignupView>, Problem> {
-    let Json(request) = body.map_err(|e| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            e.body_text(),
-        )
-    })?;
+    let request = super::caller::json_body(body)?;
     let tenant = caller.principal.tenant_id;
     Ok(Json(
         signup::run(&st.pool, &st.graph, tenant, &request).await?,
