@@ -91,6 +91,7 @@ impl TestFleet {
             secret_key: Some(Secret::new(SecretBox::generate_key_hex().expect("random"))),
             meta_app_secret: Some(Secret::new(app_secret.clone())),
             meta_verify_token: Some(Secret::new(format!("verify-{id}"))),
+            meta_app_id: Some(wafleet_meta_sim::DEFAULT_APP_ID.to_owned()),
             database_max_connections: 4,
             ..Settings::default()
         };
@@ -555,6 +556,7 @@ pub mod broker_node;
 pub mod campaigns;
 pub mod events;
 pub mod observe;
+pub mod onboarding;
 pub mod ops;
 pub mod proxy;
 

@@ -35,8 +35,17 @@ pub struct Settings {
     /// reads or writes them.
     pub secret_key: Option<Secret>,
     /// The global Meta app's webhook secret and verify token (tenants may bring their own app).
+    /// The app secret is also the `client_secret` of the Embedded Signup code exchange.
     pub meta_app_secret: Option<Secret>,
     pub meta_verify_token: Option<Secret>,
+    /// The global Meta app's id: the `client_id` of the Embedded Signup code exchange.
+    pub meta_app_id: Option<String>,
+    /// Where Meta reaches the webhooks service from outside (`https://wa.example.com`): the
+    /// Callback URL each tenant is shown is this plus `/webhooks/meta/{tenant}`.
+    pub public_base_url: Option<String>,
+    /// The operators' credential for `/v1/operator/*` (tenant administration), distinct from
+    /// every tenant's API keys; those routes answer 401 while it is unset.
+    pub operator_key: Option<Secret>,
     /// Connections in each service's database pool.
     pub database_max_connections: u32,
     pub dispatch: DispatchSettings,
@@ -156,6 +165,10 @@ pub struct IngestSettings {
     pub batch_linger: Duration,
     /// Batches written at once; each holds one pool connection while it writes.
     pub batch_writers: usize,
+    /// How often each tenant's Meta connection is checked (`GET /{waba}/phone_numbers`), and
+    /// its status (`connected`, `token_invalid`, `account_restricted`) recorded.
+    #[serde(with = "humantime_ms")]
+    pub connection_check_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -217,6 +230,9 @@ impl Default for Settings {
             secret_key: None,
             meta_app_secret: None,
             meta_verify_token: None,
+            meta_app_id: None,
+            public_base_url: None,
+            operator_key: None,
             database_max_connections: 10,
             dispatch: DispatchSettings {
                 shards: 4,
@@ -256,6 +272,7 @@ impl Default for Settings {
                 batch_max: 500,
                 batch_linger: Duration::from_millis(2),
                 batch_writers: 3,
+                connection_check_interval: Duration::from_secs(15 * 60),
             },
             webhooks: WebhookSettings {
                 max_body_bytes: 4 * 1024 * 1024,
@@ -299,9 +316,15 @@ impl Settings {
             &mut settings.secret_key,
             &mut settings.meta_app_secret,
             &mut settings.meta_verify_token,
+            &mut settings.operator_key,
         ] {
             if secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
                 *secret = None;
+            }
+        }
+        for text in [&mut settings.meta_app_id, &mut settings.public_base_url] {
+            if text.as_deref().is_some_and(str::is_empty) {
+                *text = None;
             }
         }
         settings.validate()?;
@@ -354,6 +377,14 @@ impl Settings {
         }
         if self.amqp_prefix.is_empty() || self.amqp_prefix.contains(char::is_whitespace) {
             return bad("amqp_prefix must be a non-empty name without spaces");
+        }
+        if self.ingest.connection_check_interval.is_zero() {
+            return bad("ingest.connection_check_interval must be above zero");
+        }
+        if let Some(url) = &self.public_base_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return bad("public_base_url is an http(s) URL, e.g. https://wa.example.com");
         }
         if let Some(key) = &self.secret_key {
             crate::secrets::SecretBox::from_hex(key.expose())

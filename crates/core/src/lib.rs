@@ -6,6 +6,7 @@ pub mod amqp;
 pub mod campaign;
 pub mod clock;
 pub mod config;
+pub mod connection;
 pub mod consume;
 pub mod contract;
 pub mod db;

@@ -67,6 +67,12 @@ pub const FEEDER_HELD: &str = "wafleet_feeder_held_total";
 /// Counter `{reason}` (`not_after_passed`, `campaign_cancelled`): held bulk messages ended
 /// without reaching a shard (expired, cancelled).
 pub const BULK_ENDED: &str = "wafleet_bulk_ended_total";
+/// Counter `{status}` (`connected`, `token_invalid`, `account_restricted`): Meta connections
+/// whose status changed (an `account.<tenant>` event goes with each).
+pub const CONNECTION_CHANGES: &str = "wafleet_connection_changes_total";
+/// Counter `{step}`: Embedded Signup steps that Meta refused (`exchange`, `numbers`,
+/// `subscribe`, `register`).
+pub const SIGNUP_FAILURES: &str = "wafleet_signup_failures_total";
 /// Counter: `messaging_limit` holds made due at once because the limit was raised.
 pub const LIMIT_HOLDS_RELEASED: &str = "wafleet_limit_holds_released_total";
 
@@ -119,6 +125,14 @@ pub fn describe() {
         describe_counter!(
             LIMIT_HOLDS_RELEASED,
             "Messaging-limit holds made due at once by a raised limit"
+        );
+        describe_counter!(
+            CONNECTION_CHANGES,
+            "Meta connections whose status changed, by new status"
+        );
+        describe_counter!(
+            SIGNUP_FAILURES,
+            "Embedded Signup steps Meta refused, by step"
         );
     });
 }

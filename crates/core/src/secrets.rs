@@ -83,6 +83,24 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], SecretError> {
     Ok(out)
 }
 
+/// A six-digit two-step verification PIN (uniform: bytes above the largest multiple of a
+/// million are drawn again).
+pub fn random_pin() -> Result<String, SecretError> {
+    const LIMIT: u32 = u32::MAX - u32::MAX % 1_000_000;
+    loop {
+        let n = u32::from_be_bytes(random_bytes::<4>()?);
+        if n < LIMIT {
+            return Ok(format!("{:06}", n % 1_000_000));
+        }
+    }
+}
+
+/// A webhook verify token for a tenant to paste into Meta: 32 hex characters, prefixed so an
+/// admin can tell it from other secrets.
+pub fn random_verify_token() -> Result<String, SecretError> {
+    Ok(format!("wfv_{}", hex::encode(random_bytes::<16>()?)))
+}
+
 /// A newly minted API key: the full key (shown once), its display prefix and its stored hash.
 #[derive(Debug)]
 pub struct NewApiKey {
@@ -118,6 +136,19 @@ mod tests {
         assert_eq!(sb.open(&sealed).unwrap(), "EAAG-token");
         let other = SecretBox::from_hex(&SecretBox::generate_key_hex().unwrap()).unwrap();
         assert!(other.open(&sealed).is_err());
+    }
+
+    #[test]
+    fn pins_are_six_digits_and_verify_tokens_differ() {
+        for _ in 0..100 {
+            let pin = random_pin().unwrap();
+            assert_eq!(pin.len(), 6);
+            assert!(pin.chars().all(|c| c.is_ascii_digit()));
+        }
+        assert_ne!(
+            random_verify_token().unwrap(),
+            random_verify_token().unwrap()
+        );
     }
 
     #[test]

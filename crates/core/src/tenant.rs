@@ -81,13 +81,8 @@ pub async fn create_tenant(
     if new.senders.is_empty() {
         return Err(TenantError::NoSender);
     }
-    let tenant_id = TenantId::new();
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, $2)")
-        .bind(tenant_id)
-        .bind(&new.name)
-        .execute(&mut *tx)
-        .await?;
+    let tenant_id = insert_tenant(&mut tx, &new.name).await?;
     sqlx::query(
         "INSERT INTO meta_connections (tenant_id, waba_id, access_token_enc, app_secret_enc, verify_token_enc)
          VALUES ($1, $2, $3, $4, $5)",
@@ -120,9 +115,108 @@ pub async fn create_tenant(
     .bind(tenant_id)
     .execute(&mut *tx)
     .await?;
+    with_admin_key(tx, tenant_id).await
+}
+
+/// Creates a tenant with no Meta connection yet (it connects through Embedded Signup, or
+/// `PUT /v1/settings/meta`), its default settings and a first admin API key: the operators'
+/// `POST /v1/operator/tenants`.
+pub async fn create_unconnected(pool: &PgPool, name: &str) -> Result<CreatedTenant, TenantError> {
+    let mut tx = pool.begin().await?;
+    let tenant_id = insert_tenant(&mut tx, name).await?;
+    sqlx::query("INSERT INTO tenant_settings (tenant_id) VALUES ($1)")
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await?;
+    with_admin_key(tx, tenant_id).await
+}
+
+/// Mints the new tenant's first admin key and commits its creation.
+async fn with_admin_key(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant_id: TenantId,
+) -> Result<CreatedTenant, TenantError> {
     let api_key = insert_api_key(&mut tx, tenant_id, Role::Admin).await?;
     tx.commit().await?;
     Ok(CreatedTenant { tenant_id, api_key })
+}
+
+async fn insert_tenant(tx: &mut sqlx::PgConnection, name: &str) -> Result<TenantId, TenantError> {
+    let tenant_id = TenantId::new();
+    sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, $2)")
+        .bind(tenant_id)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tenant_id)
+}
+
+/// A tenant as the operators see it (`wafleet tenant list`, `GET /v1/operator/tenants`).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
+pub struct TenantSummary {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The module switch: false, its sends are refused (`whatsapp_disabled`).
+    pub whatsapp_enabled: bool,
+    pub whatsapp_changed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Null until connected (Embedded Signup or `PUT /v1/settings/meta`).
+    pub waba_id: Option<String>,
+    /// The connection's status (`connected`, `token_invalid`, …), null without a connection.
+    pub connection_status: Option<String>,
+    /// Senders holding a place among the 20.
+    pub senders: i64,
+}
+
+const SUMMARY: &str =
+    "SELECT t.id, t.name, t.created_at, t.whatsapp_enabled, t.whatsapp_changed_at,
+        c.waba_id, c.status AS connection_status,
+        (SELECT count(*) FROM senders s
+         WHERE s.tenant_id = t.id AND s.status NOT IN ('rejected', 'removed')) AS senders
+     FROM tenants t LEFT JOIN meta_connections c ON c.tenant_id = t.id";
+
+/// Every tenant, oldest first: the operators' listing, the one read across tenants.
+pub async fn list_tenants(pool: &PgPool) -> Result<Vec<TenantSummary>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SUMMARY} ORDER BY t.created_at, t.id"
+    )))
+    .fetch_all(pool)
+    .await
+}
+
+/// One tenant (`None`: no such tenant).
+pub async fn tenant_summary(
+    pool: &PgPool,
+    tenant: TenantId,
+) -> Result<Option<TenantSummary>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SUMMARY} WHERE t.id = $1")))
+        .bind(tenant)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Switches the tenant's WhatsApp module on or off at `now`; `None`: no such tenant.
+pub async fn set_whatsapp_enabled(
+    pool: &PgPool,
+    tenant: TenantId,
+    enabled: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<TenantSummary>, sqlx::Error> {
+    let changed = sqlx::query(
+        "UPDATE tenants SET whatsapp_enabled = $2,
+             whatsapp_changed_at = CASE WHEN whatsapp_enabled = $2 THEN whatsapp_changed_at ELSE $3 END
+         WHERE id = $1",
+    )
+    .bind(tenant)
+    .bind(enabled)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    if changed.rows_affected() == 0 {
+        return Ok(None);
+    }
+    tracing::info!(tenant = %tenant, enabled, "WhatsApp module switched");
+    tenant_summary(pool, tenant).await
 }
 
 /// Mints a key for a tenant and stores its hash; returns the key to show once.
@@ -151,7 +245,8 @@ pub struct MetaConnection {
     pub tenant_id: TenantId,
     pub waba_id: String,
     pub access_token: crate::config::Secret,
-    pub app_secret: crate::config::Secret,
+    /// The tenant's own Meta app's secret; `None`: the global app (`WAFLEET_META_APP_SECRET`).
+    pub app_secret: Option<crate::config::Secret>,
     pub verify_token: crate::config::Secret,
 }
 
@@ -164,7 +259,7 @@ pub async fn load_connection(
     struct Sealed {
         waba_id: String,
         access_token_enc: Vec<u8>,
-        app_secret_enc: Vec<u8>,
+        app_secret_enc: Option<Vec<u8>>,
         verify_token_enc: Vec<u8>,
     }
     let row: Option<Sealed> = sqlx::query_as(
@@ -181,7 +276,10 @@ pub async fn load_connection(
         tenant_id,
         waba_id: row.waba_id,
         access_token: crate::config::Secret::new(secrets.open(&row.access_token_enc)?),
-        app_secret: crate::config::Secret::new(secrets.open(&row.app_secret_enc)?),
+        app_secret: row
+            .app_secret_enc
+            .map(|sealed| secrets.open(&sealed).map(crate::config::Secret::new))
+            .transpose()?,
         verify_token: crate::config::Secret::new(secrets.open(&row.verify_token_enc)?),
     }))
 }

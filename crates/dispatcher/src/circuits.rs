@@ -239,7 +239,26 @@ pub async fn open(
         tenant = %tenant, scope = scope.as_str(), key, meta.error.code = ?code, %until,
         "circuit opened: its messages are held until a probe succeeds"
     );
+    if scope == Scope::Account {
+        note_connection(pool, tenant, error, now).await;
+    }
     Ok(())
+}
+
+/// An error that halts the account says what the connection is (`token_invalid`,
+/// `account_restricted`): recorded with Meta's message, for `GET /v1/settings/meta`.
+async fn note_connection(pool: &PgPool, tenant: TenantId, error: &Value, now: DateTime<Utc>) {
+    let Some(code) = error.get("code").and_then(Value::as_i64) else {
+        return;
+    };
+    let message = error.get("message").and_then(Value::as_str).unwrap_or("");
+    let Some(seen) = wafleet_core::connection::Observation::of_error(code, message) else {
+        return;
+    };
+    if let Err(err) = wafleet_core::connection::record(pool, tenant, &seen, now).await {
+        // The breaker holds the messages either way; the next check records the status.
+        tracing::warn!(error = %err, "could not record the connection's status");
+    }
 }
 
 /// Closes the breakers a successful probe passed through.

@@ -29,8 +29,11 @@ pub enum Class {
     Permanent,
     /// 132015, 132016: the template is paused or disabled; its other messages wait too.
     HaltTemplate,
-    /// 131048, 131045, 131037, 133010: the sender number must stop.
+    /// 131048, 131045, 131037: the sender number must stop.
     HaltSender,
+    /// 133010: the sender's number is not registered for Cloud API. Held
+    /// (`deferred: sender_not_registered`), never failed: registering it lets it go.
+    SenderNotRegistered,
     /// Token, permission, payment, policy or portfolio limits: the whole account must stop.
     HaltAccount,
 }
@@ -49,6 +52,7 @@ impl Class {
             Class::Permanent => "permanent",
             Class::HaltTemplate => "halt_template",
             Class::HaltSender => "halt_sender",
+            Class::SenderNotRegistered => "sender_not_registered",
             Class::HaltAccount => "halt_account",
         }
     }
@@ -76,7 +80,8 @@ pub fn classify(error: &GraphError) -> Class {
         131000 => Class::Limited,
         131049 => Class::DeferRecipient,
         132015 | 132016 => Class::HaltTemplate,
-        131048 | 131045 | 131037 | 133010 => Class::HaltSender,
+        131048 | 131045 | 131037 => Class::HaltSender,
+        133010 => Class::SenderNotRegistered,
         0 | 190 | 131031 | 368 | 131042 | 3 | 10 | 200..=299 | 131064 | 131005 => {
             Class::HaltAccount
         }
@@ -172,6 +177,7 @@ mod tests {
             ),
             (&[132015, 132016], Class::HaltTemplate),
             (&[131048, 131045, 131037], Class::HaltSender),
+            (&[133010], Class::SenderNotRegistered),
             (
                 &[0, 190, 131031, 368, 131042, 3, 10, 200, 299, 131064],
                 Class::HaltAccount,

@@ -440,6 +440,7 @@ async fn attempt(ctx: &Ctx, sendable: &Sendable<'_>, now: DateTime<Utc>) -> Atte
             }
             (hold(o, "recipient_hold", until), done)
         }
+        Class::SenderNotRegistered => crate::retry::hold_unregistered(ctx, claimed, o, now).await,
         Class::HaltTemplate | Class::HaltSender | Class::HaltAccount => {
             let scope = match class {
                 Class::HaltTemplate => Scope::Template,

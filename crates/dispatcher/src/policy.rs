@@ -30,6 +30,7 @@ pub struct SenderRow {
     pub status: String,
     pub paused_until: Option<DateTime<Utc>>,
     pub rate_mps: Option<i32>,
+    pub registered: bool,
 }
 
 /// Everything the rules need for one batch.
@@ -143,8 +144,10 @@ impl Inputs {
             .collect();
 
         let sender_rows: Vec<SenderRow> = sqlx::query_as(
-            "SELECT tenant_id, phone_number_id, status, paused_until, rate_mps FROM senders
-             WHERE tenant_id = ANY($1) AND phone_number_id = ANY($2) AND status <> 'rejected'",
+            "SELECT tenant_id, phone_number_id, status, paused_until, rate_mps,
+                    registration = 'registered' AS registered FROM senders
+             WHERE tenant_id = ANY($1) AND phone_number_id = ANY($2)
+               AND status NOT IN ('rejected', 'removed')",
         )
         .bind(&tenants)
         .bind(&senders)
@@ -209,6 +212,7 @@ impl Inputs {
                 .copied(),
             sender_approved: sender.is_some_and(|s| s.status == "approved"),
             sender_paused_until: sender.and_then(|s| s.paused_until),
+            sender_registered: sender.is_some_and(|s| s.registered),
         };
         let rules = Rules {
             allowed_countries: &settings.allowed_countries,

@@ -7,7 +7,7 @@ use crate::{
     store::{Claimed, Outcome},
 };
 use chrono::{DateTime, Utc};
-use wafleet_core::domain::state;
+use wafleet_core::{domain::state, policy::reason::SENDER_NOT_REGISTERED};
 
 /// A held row: deferred with `reason` (never `retry`) until `until`, released by the releaser.
 pub fn hold(mut outcome: Outcome, reason: &str, until: DateTime<Utc>) -> Outcome {
@@ -27,6 +27,36 @@ pub fn give_up(mut outcome: Outcome) -> Outcome {
 
 pub fn duration(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Meta answered 133010: the sender's number is not registered for Cloud API. The sender is
+/// marked so (the policy then holds its other messages before they reach Meta), and this one is
+/// held (`deferred: sender_not_registered`) for `sender_recheck`; registering the number makes
+/// every such hold due at once. Not an attempt that spends the retry budget.
+pub async fn hold_unregistered(
+    ctx: &Ctx,
+    claimed: &Claimed,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+) -> Attempted {
+    let marked = sqlx::query(
+        "UPDATE senders SET registration = 'unregistered'
+         WHERE tenant_id = $1 AND phone_number_id = $2 AND registration = 'registered'
+           AND status NOT IN ('rejected', 'removed')",
+    )
+    .bind(claimed.tenant_id)
+    .bind(&claimed.phone_number_id)
+    .execute(&ctx.pool)
+    .await;
+    if let Err(err) = marked {
+        // The message is held all the same; the next 133010 marks the sender.
+        tracing::error!(error = %err, "could not mark the sender as not registered");
+    }
+    tracing::warn!(sender = %claimed.phone_number_id, "Meta says the sender is not registered (133010); its messages are held");
+    let until = now + duration(ctx.settings.sender_recheck);
+    let mut outcome = hold(outcome, SENDER_NOT_REGISTERED, until);
+    outcome.attempted = false;
+    (outcome, (claimed.id, Disposition::Done))
 }
 
 /// Why a message whose answer from Meta was lost waits.

@@ -1,19 +1,24 @@
 //! The Graph calls of tenant administration (reference §7): list a WABA's phone numbers (every
-//! page), and verify a number's ownership with `request_code` / `verify_code`. Meta's own error
-//! message is kept so an admin sees what Meta said.
+//! page), and verify a number's ownership with `request_code` / `verify_code` (the onboarding
+//! calls are in `graph_onboarding`). Meta's own error message is kept so an admin sees what
+//! Meta said, and an error that means the token or account is unusable (190, 200-range,
+//! 131031…) is recorded as the connection's status (`wafleet_core::connection`).
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use wafleet_core::{
     Settings,
+    clock::SharedClock,
+    config::Secret,
+    connection::{self, Observation},
     domain::TenantId,
     secrets::SecretBox,
     tenant::{MetaConnection, TenantError, load_connection},
 };
 
-/// Fields asked of `GET /{waba}/phone_numbers` beyond the defaults.
-const NUMBER_FIELDS: &str = "id,display_phone_number,verified_name,quality_rating,status,code_verification_status,name_status,throughput";
+/// Fields asked of `GET /{waba}/phone_numbers` (and one number) beyond the defaults.
+pub(crate) const NUMBER_FIELDS: &str = "id,display_phone_number,verified_name,quality_rating,status,code_verification_status,name_status,new_display_name,new_name_status,throughput";
 
 /// What the admin calls need to reach Graph and open a tenant's token.
 #[derive(Clone)]
@@ -23,13 +28,32 @@ pub struct GraphAdmin {
     pub version: String,
     /// `None` when `WAFLEET_SECRET_KEY` is not configured: Meta calls then answer 503.
     pub secrets: Option<SecretBox>,
+    /// The global Meta app (`WAFLEET_META_APP_ID`, `WAFLEET_META_APP_SECRET`), for the
+    /// Embedded Signup code exchange; `None` when either is unset.
+    pub app: Option<MetaApp>,
+    /// Where connection statuses are recorded, and when.
+    pub pool: PgPool,
+    pub clock: SharedClock,
+}
+
+/// The app whose Embedded Signup the tenants go through.
+#[derive(Clone)]
+pub struct MetaApp {
+    pub id: String,
+    pub secret: Secret,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphAdminError {
     #[error("WAFLEET_SECRET_KEY is not configured, so Meta tokens cannot be stored or used")]
     NoSecretKey,
-    #[error("the tenant has no Meta connection; set it with PUT /v1/settings/meta")]
+    #[error(
+        "Embedded Signup needs the Meta app: set WAFLEET_META_APP_ID and WAFLEET_META_APP_SECRET"
+    )]
+    NoApp,
+    #[error(
+        "the tenant has no Meta connection; connect it with Embedded Signup (POST /v1/signup) or PUT /v1/settings/meta"
+    )]
     NotConnected,
     #[error("Meta answered HTTP {status}: {message}")]
     Meta {
@@ -54,6 +78,11 @@ pub struct MetaNumber {
     pub quality_rating: Option<String>,
     pub code_verification_status: Option<String>,
     pub name_status: Option<String>,
+    /// A display name submitted for review, and Meta's review of it.
+    pub new_display_name: Option<String>,
+    pub new_name_status: Option<String>,
+    /// `CONNECTED` once the number is registered for Cloud API.
+    pub status: Option<String>,
     pub throughput: Option<Value>,
 }
 
@@ -74,6 +103,17 @@ impl MetaNumber {
     /// Meta already verified the number's ownership (no OTP needed).
     pub fn is_verified(&self) -> bool {
         self.code_verification_status.as_deref() == Some("VERIFIED")
+    }
+
+    /// Whether the number is registered for Cloud API, as far as its `status` tells: `CONNECTED`
+    /// (also `FLAGGED`, `RESTRICTED`: registered but limited) or `PENDING`, `DISCONNECTED`,
+    /// `UNVERIFIED` (not); `None` for a status Graph did not give.
+    pub fn registered(&self) -> Option<bool> {
+        match self.status.as_deref()? {
+            "CONNECTED" | "FLAGGED" | "RESTRICTED" => Some(true),
+            "PENDING" | "DISCONNECTED" | "UNVERIFIED" => Some(false),
+            _ => None,
+        }
     }
 
     /// The digits of the display number (`+44 20 7183 8750` → `442071838750`).
@@ -98,7 +138,14 @@ struct Paging {
 }
 
 impl GraphAdmin {
-    pub fn from_settings(settings: &Settings) -> Self {
+    pub fn from_settings(settings: &Settings, pool: PgPool, clock: SharedClock) -> Self {
+        let app = match (&settings.meta_app_id, &settings.meta_app_secret) {
+            (Some(id), Some(secret)) => Some(MetaApp {
+                id: id.clone(),
+                secret: secret.clone(),
+            }),
+            _ => None,
+        };
         Self {
             http: reqwest::Client::builder()
                 .timeout(settings.dispatch.graph_timeout)
@@ -107,7 +154,15 @@ impl GraphAdmin {
             base_url: settings.meta_base_url.trim_end_matches('/').to_owned(),
             version: settings.meta_api_version.clone(),
             secrets: settings.secret_box().ok(),
+            app,
+            pool,
+            clock,
         }
+    }
+
+    /// `{base}/{version}/{path}`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}/{}/{path}", self.base_url, self.version)
     }
 
     pub fn secrets(&self) -> Result<&SecretBox, GraphAdminError> {
@@ -130,15 +185,13 @@ impl GraphAdmin {
         &self,
         conn: &MetaConnection,
     ) -> Result<Vec<MetaNumber>, GraphAdminError> {
-        let mut url = format!(
-            "{}/{}/{}/phone_numbers?fields={NUMBER_FIELDS}&limit=100",
-            self.base_url, self.version, conn.waba_id
-        );
+        let mut url = self.url(&format!(
+            "{}/phone_numbers?fields={NUMBER_FIELDS}&limit=100",
+            conn.waba_id
+        ));
         let mut numbers = Vec::new();
         loop {
-            let body = self
-                .call(self.http.get(&url), conn.access_token.expose())
-                .await?;
+            let body = self.call(self.http.get(&url), conn).await?;
             let page: Page = serde_json::from_value(body).map_err(|e| GraphAdminError::Meta {
                 status: 200,
                 code: None,
@@ -162,12 +215,9 @@ impl GraphAdmin {
         method: &str,
         language: &str,
     ) -> Result<(), GraphAdminError> {
-        let url = format!(
-            "{}/{}/{phone_number_id}/request_code",
-            self.base_url, self.version
-        );
+        let url = self.url(&format!("{phone_number_id}/request_code"));
         let body = json!({ "code_method": method, "language": language });
-        self.call(self.http.post(url).json(&body), conn.access_token.expose())
+        self.call(self.http.post(url).json(&body), conn)
             .await
             .map(drop)
     }
@@ -179,24 +229,43 @@ impl GraphAdmin {
         phone_number_id: &str,
         code: &str,
     ) -> Result<(), GraphAdminError> {
-        let url = format!(
-            "{}/{}/{phone_number_id}/verify_code",
-            self.base_url, self.version
-        );
-        self.call(
-            self.http.post(url).json(&json!({ "code": code })),
-            conn.access_token.expose(),
-        )
-        .await
-        .map(drop)
+        let url = self.url(&format!("{phone_number_id}/verify_code"));
+        self.call(self.http.post(url).json(&json!({ "code": code })), conn)
+            .await
+            .map(drop)
     }
 
-    async fn call(
+    /// Calls Graph with the tenant's token. An error that means the token or the account is
+    /// unusable is recorded as the connection's status before it is returned.
+    pub(crate) async fn call(
         &self,
         request: reqwest::RequestBuilder,
-        token: &str,
+        conn: &MetaConnection,
     ) -> Result<Value, GraphAdminError> {
-        let response = request.bearer_auth(token).send().await?;
+        let result = self
+            .send(request.bearer_auth(conn.access_token.expose()))
+            .await;
+        if let Err(GraphAdminError::Meta {
+            code: Some(code),
+            message,
+            ..
+        }) = &result
+            && let Some(seen) = Observation::of_error(*code, message)
+            && let Err(err) =
+                connection::record(&self.pool, conn.tenant_id, &seen, self.clock.now()).await
+        {
+            tracing::warn!(error = %err, "could not record the connection's status");
+        }
+        result
+    }
+
+    /// Sends a Graph request: the JSON body of a `2xx`, else Meta's error with its message.
+    pub(crate) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, GraphAdminError> {
+        // Without the URL: the code exchange carries the app secret in its query.
+        let response = request.send().await.map_err(reqwest::Error::without_url)?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if status.is_success() {

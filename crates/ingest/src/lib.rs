@@ -6,7 +6,9 @@ pub mod accept;
 pub mod api_keys;
 pub mod auth;
 pub mod campaigns;
+pub mod connection;
 pub mod graph_admin;
+pub mod graph_onboarding;
 pub mod group_commit;
 pub mod intake;
 pub mod outbox;
@@ -15,6 +17,7 @@ pub mod resolve;
 pub mod routes;
 pub mod senders;
 pub mod settings_rules;
+pub mod signup;
 pub mod state;
 pub mod templates;
 pub mod validate;
@@ -77,13 +80,16 @@ impl Application {
             },
             commit_cancel.clone(),
         );
+        let graph = graph_admin::GraphAdmin::from_settings(&settings, pool.clone(), clock.clone());
         let state = state::AppState {
             pool,
             topology: topology.clone(),
             dispatch,
             group_commit,
             clock,
-            graph: graph_admin::GraphAdmin::from_settings(&settings),
+            graph,
+            public_base_url: settings.public_base_url.clone(),
+            operator_key: settings.operator_key.clone(),
             campaigns: state::CampaignSettings {
                 batch: settings.ingest.campaign_batch,
                 max_body_bytes: settings.ingest.campaign_max_body_bytes,
@@ -149,6 +155,12 @@ impl Application {
             marks,
             publish::mark_delay(settings.ingest.outbox_after),
             marker_cancel.clone(),
+        ));
+        tasks.spawn(connection::run_checks(
+            state.pool.clone(),
+            state.graph.clone(),
+            settings.ingest.connection_check_interval,
+            cancel.clone(),
         ));
         tasks.spawn(outbox::run_sweep(
             state.pool.clone(),

@@ -24,17 +24,29 @@ pub struct SenderRow {
     pub status: String,
     pub owner_user_id: Option<String>,
     pub is_company_default: bool,
+    /// The module switch of the sender's tenant (`tenants.whatsapp_enabled`).
+    pub whatsapp_enabled: bool,
 }
 
-/// Every sender of `tenants`, grouped by tenant (a company has at most 20).
+impl SenderRow {
+    /// Holds a place among the 20 (neither rejected nor removed).
+    fn is_live(&self) -> bool {
+        self.status != "rejected" && self.status != "removed"
+    }
+}
+
+/// Every sender of `tenants`, grouped by tenant (a company has at most 20), each with its
+/// tenant's module switch.
 pub async fn load_senders(
     pool: &sqlx::PgPool,
     tenants: &[TenantId],
 ) -> Result<HashMap<TenantId, Vec<SenderRow>>, sqlx::Error> {
     let ids: Vec<uuid::Uuid> = tenants.iter().map(|t| t.0).collect();
     let rows: Vec<SenderRow> = sqlx::query_as(
-        "SELECT tenant_id, id, phone_number_id, status, owner_user_id, is_company_default
-         FROM senders WHERE tenant_id = ANY($1)",
+        "SELECT s.tenant_id, s.id, s.phone_number_id, s.status, s.owner_user_id,
+                s.is_company_default, t.whatsapp_enabled
+         FROM senders s JOIN tenants t ON t.id = s.tenant_id
+         WHERE s.tenant_id = ANY($1)",
     )
     .bind(&ids)
     .fetch_all(pool)
@@ -47,27 +59,31 @@ pub async fn load_senders(
 }
 
 /// The sender a request goes out from, among the tenant's `senders`: the named one; else the
-/// user's own; else the company's. `Err` is the caller's mistake (unknown or unapproved sender).
+/// user's own; else the company's. `Err` is the caller's mistake (unknown or unapproved sender),
+/// or the tenant is switched off for WhatsApp (`whatsapp_disabled`).
 pub fn pick_sender(
     senders: &[SenderRow],
     named: Option<&str>,
     user_id: Option<&str>,
 ) -> Result<(SenderId, String), Problem> {
+    if senders.iter().any(|s| !s.whatsapp_enabled) {
+        return Err(whatsapp_disabled());
+    }
     let unprocessable = |code, detail: String| {
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).field("sender")
     };
     let chosen = match named {
-        // A number re-added after a rejection has two rows: the live one wins.
+        // A number re-added after a rejection or removal has two rows: the live one wins.
         Some(phone_number_id) => senders
             .iter()
             .filter(|s| s.phone_number_id == phone_number_id)
-            .min_by_key(|s| s.status == "rejected"),
+            .min_by_key(|s| !s.is_live()),
         // An approved sender first (the user's own, else the company's); a pending one only
         // when there is nothing approved, to say why it can't be used.
         None => senders
             .iter()
             .filter(|s| {
-                s.status != "rejected"
+                s.is_live()
                     && (s.is_company_default
                         || (user_id.is_some() && s.owner_user_id.as_deref() == user_id))
             })
@@ -94,6 +110,16 @@ pub fn pick_sender(
         ));
     }
     Ok((sender.id, sender.phone_number_id.clone()))
+}
+
+/// The refusal of a send for a tenant switched off for WhatsApp (its webhooks are still
+/// recorded).
+pub fn whatsapp_disabled() -> Problem {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "whatsapp_disabled",
+        "WhatsApp is switched off for this company; an operator switches it on again",
+    )
 }
 
 /// [`pick_sender`] over the tenant's senders as they are now.

@@ -16,6 +16,10 @@ pub struct AppState {
     /// Graph access and the secret box for the administration API.
     pub graph: crate::graph_admin::GraphAdmin,
     pub campaigns: CampaignSettings,
+    /// Where Meta reaches the webhooks service (`WAFLEET_PUBLIC_BASE_URL`), for the Callback URL.
+    pub public_base_url: Option<String>,
+    /// The operators' credential (`WAFLEET_OPERATOR_KEY`); operator routes answer 401 without.
+    pub operator_key: Option<wafleet_core::config::Secret>,
 }
 
 /// What the campaign API needs from the settings.

@@ -30,16 +30,27 @@ pub(crate) async fn emit(
     State(sim): State<Arc<Sim>>,
     Json(event): Json<AccountEvent>,
 ) -> (StatusCode, Json<Value>) {
-    let Some((url, secret)) = sim.lock().webhook_target(&event.waba_id) else {
+    post_change(&sim, &event.waba_id, &event.field, event.value).await
+}
+
+/// POSTs one signed change of `field` for the WABA's callback, with the entry's `time` = now;
+/// `409` when there is none (no URL, or the app is not subscribed to the WABA).
+pub(crate) async fn post_change(
+    sim: &Sim,
+    waba_id: &str,
+    field: &str,
+    value: Value,
+) -> (StatusCode, Json<Value>) {
+    let Some((url, secret)) = sim.lock().webhook_target(waba_id) else {
         return (
             StatusCode::CONFLICT,
-            Json(json!({"error": "no webhook_url"})),
+            Json(json!({"error": "no webhook_url, or the app is not subscribed to the WABA"})),
         );
     };
     let body = json!({
         "object": "whatsapp_business_account",
-        "entry": [{"id": event.waba_id, "time": chrono::Utc::now().timestamp(),
-                   "changes": [{"field": event.field, "value": event.value}]}],
+        "entry": [{"id": waba_id, "time": chrono::Utc::now().timestamp(),
+                   "changes": [{"field": field, "value": value}]}],
     });
     let body = serde_json::to_vec(&body).unwrap_or_default();
     let result = sim

@@ -25,6 +25,8 @@ pub(crate) struct GraphError {
     pub subcode: Option<i64>,
     /// Injected fault: drop the connection instead of answering.
     pub reset: bool,
+    /// Whether the body carries WhatsApp's `error_data` (Graph's OAuth errors do not).
+    pub whatsapp: bool,
 }
 
 impl GraphError {
@@ -37,6 +39,18 @@ impl GraphError {
             details: details.into(),
             subcode: None,
             reset: false,
+            whatsapp: true,
+        }
+    }
+
+    /// An error of Graph's OAuth endpoint: Meta's own message, no WhatsApp `error_data`.
+    pub fn oauth(code: i64, subcode: Option<i64>, message: &str) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.to_owned(),
+            subcode,
+            whatsapp: false,
+            ..Self::new(code, message)
         }
     }
 
@@ -78,9 +92,11 @@ impl GraphError {
             "message": self.message,
             "type": "OAuthException",
             "code": self.code,
-            "error_data": {"messaging_product": "whatsapp", "details": self.details},
             "fbtrace_id": fbtrace_id,
         });
+        if self.whatsapp {
+            error["error_data"] = json!({"messaging_product": "whatsapp", "details": self.details});
+        }
         if let Some(subcode) = self.subcode {
             error["error_subcode"] = json!(subcode);
         }
@@ -175,7 +191,9 @@ pub(crate) fn title_for(code: i64) -> &'static str {
         132015 => "Template is Paused",
         132016 => "Template is Disabled",
         133004 => "Server Temporarily Unavailable",
-        133010 => "Phone number Not Registered",
+        133005 => "Two step verification PIN Mismatch",
+        133010 => "Account not registered",
+        133016 => "Account register deregister rate limit exceeded",
         _ => "Unknown error",
     }
 }
@@ -192,6 +210,13 @@ pub(crate) fn details_for(code: i64) -> &'static str {
         }
         131056 => {
             "Message failed to send because there were too many messages sent from this phone number to the same phone number in a short period of time"
+        }
+        133005 => {
+            "Two-step verification PIN incorrect. Verify that the PIN in the request is correct."
+        }
+        133010 => "Phone number not registered on the WhatsApp Business Platform.",
+        133016 => {
+            "Registration or deregistration failed because there were too many attempts for this phone number in a short period of time"
         }
         _ => title_for(code),
     }

@@ -1,7 +1,7 @@
 //! Graph API routes: `POST /{version}/{phone_number_id}/messages` and the listings.
 //!
-//! The send endpoint checks, in Meta's order: the bearer token, the body, the sender number, the
-//! number's throughput, injected faults, the common fields and the template. Every request is
+//! The send endpoint checks, in Meta's order: the bearer token, the body, the sender number (known
+//! and registered, else `133010`), the number's throughput, injected faults, the common fields and the template. Every request is
 //! recorded. Accepted messages get a wamid at once; their fate (delivered and read, or failed with
 //! 131026 / 131047) arrives later by webhook.
 
@@ -18,6 +18,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use crate::auth::require_bearer;
 use crate::errors::{GraphError, details_for, fbtrace_id};
 use crate::lifecycle::{Accepted, Outcome, new_wamid, schedule_statuses};
 use crate::listing;
@@ -31,20 +32,6 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/{version}/{id}/message_templates", get(listing::templates))
         .route("/{version}/{id}/phone_numbers", get(listing::phone_numbers))
         .fallback(unknown_path)
-}
-
-/// Checks `Authorization: Bearer <non-empty>`; Meta answers 190 otherwise.
-pub(crate) fn require_bearer(headers: &HeaderMap) -> Result<(), GraphError> {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default();
-    if token.is_empty() {
-        return Err(GraphError::invalid_token());
-    }
-    Ok(())
 }
 
 async fn unknown_path(uri: Uri) -> GraphError {
@@ -129,7 +116,7 @@ async fn accept(
     headers: &HeaderMap,
     request: Option<&Value>,
 ) -> Result<(Accepted, Option<(AfterAccept, Duration)>), GraphError> {
-    require_bearer(headers)?;
+    require_bearer(sim, headers)?;
     let request =
         request.ok_or_else(|| GraphError::invalid_parameter("Request body is not valid JSON"))?;
     let str_field = |name: &str| request.get(name).and_then(Value::as_str);
@@ -140,11 +127,15 @@ async fn accept(
         if inner.number(phone_number_id).is_none() {
             return Err(GraphError::unknown_object(phone_number_id));
         }
+        // A number must be registered for Cloud API (`POST /{id}/register`) before it sends.
+        if !inner.onboarding.is_registered(phone_number_id) {
+            return Err(GraphError::new(133010, details_for(133010)));
+        }
         if !inner.take_send_token(phone_number_id, Instant::now()) {
             return Err(GraphError::new(130429, details_for(130429)));
         }
         let template = request.pointer("/template/name").and_then(Value::as_str);
-        inner.take_fault(phone_number_id, &wa_id, template)
+        inner.take_fault("messages", phone_number_id, &wa_id, template)
     };
     let mut lost = None;
     if let Some(fault) = &fault

@@ -9,13 +9,18 @@
 //! Start it like every wafleet service: [`MetaSim::build`], then [`MetaSim::run_until_stopped`].
 
 mod account_events;
+mod auth;
 mod control;
+mod display_name;
 mod errors;
 mod graph;
 mod lifecycle;
 mod limiter;
 mod listing;
+mod onboarding;
+mod registration;
 mod state;
+mod subscriptions;
 mod types;
 mod verification;
 mod webhooks;
@@ -30,6 +35,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use onboarding::{SignupNumber, SignupRequest, SignupResponse};
 pub use types::{
     AfterAccept, ConfigUpdate, Fault, InboundRequest, InboundResponse, RecordedSend, SimNumber,
     SimStats, SimTemplate, SimWaba, UnreachableRequest,
@@ -37,6 +43,9 @@ pub use types::{
 
 use state::Sim;
 use webhooks::WebhookEvent;
+
+/// The simulated app's id unless the settings give one (Meta's app ids are digits).
+pub const DEFAULT_APP_ID: &str = "100000000000001";
 
 /// How long shutdown waits for webhook deliveries that are still in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -48,8 +57,11 @@ pub struct SimSettings {
     pub addr: SocketAddr,
     /// Default callback URL for signed webhooks; events are dropped (and counted) without one.
     pub webhook_url: Option<String>,
-    /// Default app secret: webhooks are signed with HMAC-SHA256 over the raw body.
+    /// Default app secret: webhooks are signed with HMAC-SHA256 over the raw body. It is also
+    /// the app's `client_secret` in the Embedded Signup code exchange.
     pub app_secret: String,
+    /// The simulated Meta app's id: the `client_id` of the code exchange.
+    pub app_id: String,
     /// Delay between `sent`, `delivered` and `read`.
     pub status_delay: Duration,
     /// Webhook events that fall due within this window are sent together in one POST.
@@ -64,6 +76,7 @@ impl Default for SimSettings {
             addr: ([127, 0, 0, 1], 8090).into(),
             webhook_url: None,
             app_secret: "meta-sim-app-secret".to_owned(),
+            app_id: DEFAULT_APP_ID.to_owned(),
             status_delay: Duration::from_millis(200),
             batch_window: Duration::from_millis(100),
             default_mps: 80,
@@ -123,6 +136,10 @@ impl MetaSim {
         let app = graph::router()
             .merge(control::router())
             .merge(verification::router())
+            .merge(onboarding::router())
+            .merge(registration::router())
+            .merge(subscriptions::router())
+            .merge(display_name::router())
             .with_state(Arc::clone(&self.sim));
         tracing::info!(port = self.port, "meta simulator listening");
         let served = axum::serve(self.listener, app)

@@ -11,9 +11,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
+use crate::auth::require_bearer;
 use crate::errors::GraphError;
-use crate::graph::require_bearer;
-use crate::state::Sim;
+use crate::state::{Inner, Sim};
+use crate::types::SimNumber;
 
 /// Page size when the request gives no `limit`.
 const DEFAULT_LIMIT: usize = 25;
@@ -25,7 +26,7 @@ pub(crate) async fn templates(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, GraphError> {
-    require_bearer(&headers)?;
+    require_bearer(&sim, &headers)?;
     let name = query.get("name");
     let status = query.get("status").map(|s| s.to_uppercase());
     let items: Vec<Value> = sim
@@ -59,33 +60,45 @@ pub(crate) async fn phone_numbers(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, GraphError> {
-    require_bearer(&headers)?;
+    require_bearer(&sim, &headers)?;
     let inner = sim.lock();
     // Meta answers 100/33 for a WABA id it does not know: that is what a wrong id looks like.
-    if !inner.wabas.contains_key(&waba_id) && !inner.numbers.iter().any(|n| n.waba_id == waba_id) {
+    if !inner.knows_waba(&waba_id) {
         return Err(GraphError::unknown_object(&waba_id));
     }
     let items: Vec<Value> = inner
         .numbers
         .iter()
         .filter(|n| n.waba_id == waba_id)
-        .map(|n| {
-            let mps = n.mps.unwrap_or(inner.default_mps);
-            json!({
-                "id": n.phone_number_id,
-                "display_phone_number": n.display_phone_number,
-                "verified_name": n.verified_name.clone().unwrap_or_default(),
-                "quality_rating": n.quality_rating.clone().unwrap_or_else(|| "GREEN".to_owned()),
-                "status": "CONNECTED",
-                "code_verification_status": crate::verification::status_of(&inner, &n.phone_number_id),
-                "name_status": "APPROVED",
-                "throughput": {"level": if mps > 80 { "HIGH" } else { "STANDARD" }},
-            })
-        })
+        .map(|n| number_fields(&inner, n))
         .collect();
     drop(inner);
     let next_base = format!("{}/{version}/{waba_id}/phone_numbers", sim.base_url);
     Ok(Json(paginate(items, &query, &next_base)))
+}
+
+/// A number as Graph shows it (`GET /{waba}/phone_numbers`, `GET /{phone_number_id}`):
+/// `status` is `CONNECTED` once registered (`PENDING` before, `DISCONNECTED` after a
+/// deregistration), `platform_type` `CLOUD_API` then (else `NOT_APPLICABLE`); `name_status` is
+/// the current display name's review, `new_display_name` / `new_name_status` a pending change.
+pub(crate) fn number_fields(inner: &Inner, n: &SimNumber) -> Value {
+    let mps = n.mps.unwrap_or(inner.default_mps);
+    let registered = inner.onboarding.is_registered(&n.phone_number_id);
+    let mut fields = json!({
+        "id": n.phone_number_id,
+        "display_phone_number": n.display_phone_number,
+        "verified_name": n.verified_name.clone().unwrap_or_default(),
+        "quality_rating": n.quality_rating.clone().unwrap_or_else(|| "GREEN".to_owned()),
+        "status": inner.onboarding.status_of(&n.phone_number_id),
+        "platform_type": if registered { "CLOUD_API" } else { "NOT_APPLICABLE" },
+        "code_verification_status": crate::verification::status_of(inner, &n.phone_number_id),
+        "name_status": "APPROVED",
+        "throughput": {"level": if mps > 80 { "HIGH" } else { "STANDARD" }},
+    });
+    if let Some(names) = inner.onboarding.names.get(&n.phone_number_id) {
+        names.show(&mut fields);
+    }
+    fields
 }
 
 /// One page of `items` after the `after` cursor, with Meta's `paging` object.

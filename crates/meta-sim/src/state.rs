@@ -51,6 +51,11 @@ pub(crate) struct Inner {
     pub default_mps: u32,
     /// Numbers that still need OTP verification (`crate::verification`); absent = verified.
     pub unverified: HashMap<String, crate::verification::Pending>,
+    /// The simulated Meta app's id (`client_id` of the code exchange); its secret is
+    /// `config.app_secret`, as an app's secret both signs webhooks and authenticates it.
+    pub app_id: String,
+    /// Embedded Signup, subscriptions, registrations, PINs and display names.
+    pub onboarding: crate::onboarding::OnboardingState,
 }
 
 /// A registered template with its Graph ID.
@@ -138,6 +143,8 @@ impl Sim {
             faults: Vec::new(),
             default_mps: settings.default_mps,
             unverified: HashMap::new(),
+            app_id: settings.app_id.clone(),
+            onboarding: Default::default(),
         };
         Self {
             inner: Mutex::new(inner),
@@ -179,6 +186,11 @@ impl Inner {
             .find(|n| n.phone_number_id == phone_number_id)
     }
 
+    /// Whether Meta knows this WABA (registered through `/_sim`, or owning a number).
+    pub fn knows_waba(&self, waba_id: &str) -> bool {
+        self.wabas.contains_key(waba_id) || self.numbers.iter().any(|n| n.waba_id == waba_id)
+    }
+
     /// Takes one token from the number's limiter; `false` means over its throughput.
     pub fn take_send_token(&mut self, phone_number_id: &str, now: Instant) -> bool {
         let mps = self
@@ -212,17 +224,18 @@ impl Inner {
             })
     }
 
-    /// The first fault matching this request, consuming one of its `times`.
+    /// The first fault matching this request to `endpoint` (`messages`, `register`…) on the
+    /// object `object_id` (a number, or a WABA), consuming one of its `times`.
     pub fn take_fault(
         &mut self,
-        phone_number_id: &str,
+        endpoint: &str,
+        object_id: &str,
         to_digits: &str,
         template: Option<&str>,
     ) -> Option<Fault> {
         let index = self.faults.iter().position(|f| {
-            f.phone_number_id
-                .as_deref()
-                .is_none_or(|id| id == phone_number_id)
+            f.endpoint.as_deref().unwrap_or("messages") == endpoint
+                && f.phone_number_id.as_deref().is_none_or(|id| id == object_id)
                 && f.to.as_deref().is_none_or(|to| digits(to) == to_digits)
                 && f.template.as_deref().is_none_or(|t| Some(t) == template)
                 && f.times != Some(0)
@@ -242,7 +255,12 @@ impl Inner {
     }
 
     /// Webhook target (callback URL, app secret) for a WABA: its own, else the global one.
+    /// None while the app is not subscribed to the WABA: Meta sends its webhooks to subscribed
+    /// apps only (`POST /{waba}/subscribed_apps`).
     pub fn webhook_target(&self, waba_id: &str) -> Option<(String, String)> {
+        if self.onboarding.unsubscribed.contains(waba_id) {
+            return None;
+        }
         let waba = self.wabas.get(waba_id);
         let url = waba
             .and_then(|w| w.webhook_url.clone())

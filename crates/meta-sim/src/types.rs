@@ -128,6 +128,11 @@ pub struct Fault {
     /// lose the answer, as Meta's can be lost on the way back: see [`AfterAccept`].
     #[serde(default)]
     pub after_accept: Option<AfterAccept>,
+    /// The Graph edge the fault applies to: `messages` (sends, the default), or an onboarding
+    /// edge, `subscribed_apps`, `register` or `deregister` (only `code`, `http_status` and
+    /// `times` apply there; `phone_number_id` filters by the number or WABA in the path).
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 /// How an accepted send's answer is lost.

@@ -14,8 +14,8 @@ use rand::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::require_bearer;
 use crate::errors::GraphError;
-use crate::graph::require_bearer;
 use crate::state::Sim;
 
 /// Meta's code for a verification code that does not match.
@@ -58,7 +58,7 @@ async fn request_code(
     headers: HeaderMap,
     body: Option<Json<RequestCode>>,
 ) -> Result<Json<Value>, GraphError> {
-    require_bearer(&headers)?;
+    require_bearer(&sim, &headers)?;
     let Some(Json(body)) = body else {
         return Err(GraphError::invalid_parameter(
             "code_method and language are required",
@@ -97,7 +97,7 @@ async fn verify_code(
     headers: HeaderMap,
     body: Option<Json<VerifyCode>>,
 ) -> Result<Json<Value>, GraphError> {
-    require_bearer(&headers)?;
+    require_bearer(&sim, &headers)?;
     let code = body.and_then(|Json(b)| b.code).unwrap_or_default();
     if code.is_empty() {
         return Err(GraphError::invalid_parameter("code is required"));

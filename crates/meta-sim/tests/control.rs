@@ -131,7 +131,7 @@ async fn phone_numbers_of_a_waba_are_listed_as_connected() {
     assert_eq!(
         page["data"],
         json!([{"id": NUMBER, "display_phone_number": common::DISPLAY, "verified_name": "Acme",
-                "quality_rating": "GREEN", "status": "CONNECTED",
+                "quality_rating": "GREEN", "status": "CONNECTED", "platform_type": "CLOUD_API",
                 "code_verification_status": "VERIFIED", "name_status": "APPROVED",
                 "throughput": {"level": "STANDARD"}}])
     );

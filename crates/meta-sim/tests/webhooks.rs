@@ -87,6 +87,7 @@ async fn statuses_of_sends_made_together_arrive_batched_in_one_post() {
         status_delay: Duration::from_secs(2),
         batch_window: Duration::from_millis(300),
         default_mps: 80,
+        ..SimSettings::default()
     })
     .await;
     sim.register_defaults(None).await;
@@ -349,6 +350,7 @@ async fn shutdown_flushes_webhooks_that_were_not_yet_due() {
         status_delay: Duration::from_secs(60),
         batch_window: Duration::from_millis(100),
         default_mps: 80,
+        ..SimSettings::default()
     })
     .await;
     sim.register_defaults(None).await;

@@ -5,7 +5,7 @@ use sqlx::{PgPool, migrate::MigrateDatabase};
 use wafleet_core::{
     Settings, db,
     domain::TenantId,
-    tenant::{CreatedTenant, NewTenant, create_tenant},
+    tenant::{CreatedTenant, NewTenant, TenantSummary, create_tenant},
 };
 
 /// Creates the database if it does not exist, then applies pending migrations.
@@ -26,17 +26,22 @@ pub async fn tenant_create(settings: &Settings, new: &NewTenant) -> anyhow::Resu
     Ok(create_tenant(&pool, &secrets, new).await?)
 }
 
-/// `(id, name, waba_id, senders)` of every tenant.
-pub async fn tenant_list(
-    settings: &Settings,
-) -> anyhow::Result<Vec<(TenantId, String, String, i64)>> {
+/// Every tenant, as the operators see it.
+pub async fn tenant_list(settings: &Settings) -> anyhow::Result<Vec<TenantSummary>> {
     let pool = db::connect(&settings.database_url, 2, "wafleet-admin").await?;
-    Ok(sqlx::query_as(
-        "SELECT t.id, t.name, COALESCE(c.waba_id, ''), (SELECT count(*) FROM senders s WHERE s.tenant_id = t.id)
-         FROM tenants t LEFT JOIN meta_connections c ON c.tenant_id = t.id ORDER BY t.created_at",
-    )
-    .fetch_all(&pool)
-    .await?)
+    Ok(wafleet_core::tenant::list_tenants(&pool).await?)
+}
+
+/// Switches a tenant's WhatsApp module on or off.
+pub async fn tenant_switch(
+    settings: &Settings,
+    tenant: TenantId,
+    enabled: bool,
+) -> anyhow::Result<TenantSummary> {
+    let pool = db::connect(&settings.database_url, 2, "wafleet-admin").await?;
+    wafleet_core::tenant::set_whatsapp_enabled(&pool, tenant, enabled, chrono::Utc::now())
+        .await?
+        .context("no such tenant")
 }
 
 pub async fn template_sync(settings: &Settings, tenant: TenantId) -> anyhow::Result<usize> {

@@ -117,8 +117,19 @@ enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Lists tenants.
+    /// Lists tenants: id, name, WABA id, senders, connection status, WhatsApp module switch.
     List,
+    /// Switches the tenant's WhatsApp module off: its sends are refused (`whatsapp_disabled`),
+    /// its webhooks still recorded.
+    Disable {
+        #[arg(long)]
+        tenant: TenantId,
+    },
+    /// Switches the tenant's WhatsApp module on again.
+    Enable {
+        #[arg(long)]
+        tenant: TenantId,
+    },
 }
 
 #[derive(Subcommand)]
@@ -205,6 +216,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .as_ref()
                     .map(|s| s.expose().to_owned())
                     .unwrap_or_else(|| wafleet_meta_sim::SimSettings::default().app_secret),
+                app_id: settings
+                    .meta_app_id
+                    .clone()
+                    .unwrap_or_else(|| wafleet_meta_sim::DEFAULT_APP_ID.to_owned()),
                 ..Default::default()
             })
             .await?;
@@ -253,9 +268,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             TenantCommand::List => {
-                for (id, name, waba, senders) in admin::tenant_list(&settings).await? {
-                    println!("{id}  {name}  waba={waba}  senders={senders}");
+                for t in admin::tenant_list(&settings).await? {
+                    println!(
+                        "{}  {}  waba={}  senders={}  connection={}  whatsapp={}",
+                        t.id,
+                        t.name,
+                        t.waba_id.unwrap_or_default(),
+                        t.senders,
+                        t.connection_status.unwrap_or_else(|| "none".into()),
+                        if t.whatsapp_enabled { "on" } else { "off" },
+                    );
                 }
+                Ok(())
+            }
+            TenantCommand::Disable { tenant } => {
+                admin::tenant_switch(&settings, tenant, false).await?;
+                println!("{tenant}  whatsapp=off");
+                Ok(())
+            }
+            TenantCommand::Enable { tenant } => {
+                admin::tenant_switch(&settings, tenant, true).await?;
+                println!("{tenant}  whatsapp=on");
                 Ok(())
             }
         },

@@ -121,7 +121,7 @@ impl ApiKeyCommand {
 impl SenderCommand {
     pub async fn run(self, settings: &Settings) -> anyhow::Result<()> {
         let pool = pool(settings).await?;
-        let graph = GraphAdmin::from_settings(settings);
+        let graph = GraphAdmin::from_settings(settings, pool.clone(), crate::fleet::system_clock());
         let sender = match self {
             Self::Add {
                 tenant,

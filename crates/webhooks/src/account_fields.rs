@@ -130,7 +130,11 @@ pub async fn quality_update(
     Ok(true)
 }
 
-/// The display-name decision; an approved name becomes the sender's display name.
+/// The display-name decision (Meta's "Display names": `decision` `APPROVED`, `REJECTED` — the
+/// number's `name_status` then reads `DECLINED` — or `DEFERRED`). It concerns the name under
+/// review when the sender has one (`new_display_name`), else its current name. An approved
+/// name becomes the sender's display name and the review is over. Meta shows an approved new
+/// name once the number is registered again (`POST /v1/senders/{id}/register`).
 pub async fn name_update(
     tx: &mut sqlx::PgConnection,
     tenant: TenantId,
@@ -150,16 +154,33 @@ pub async fn name_update(
         .then(|| str_at(v, "requested_verified_name"))
         .flatten();
     sqlx::query(
-        "UPDATE senders SET name_status = $3, display_name = COALESCE($4, display_name)
+        "UPDATE senders SET
+             display_name = CASE WHEN $3 = 'APPROVED' THEN COALESCE($4, display_name)
+                                 ELSE display_name END,
+             name_status = CASE WHEN $3 = 'APPROVED' THEN 'APPROVED'
+                                WHEN new_display_name IS NULL THEN $5 ELSE name_status END,
+             new_name_status = CASE WHEN $3 = 'APPROVED' THEN NULL
+                                    WHEN new_display_name IS NOT NULL THEN $5
+                                    ELSE new_name_status END,
+             new_display_name = CASE WHEN $3 = 'APPROVED' THEN NULL ELSE new_display_name END
          WHERE tenant_id = $1 AND phone_e164 = $2",
     )
     .bind(tenant)
     .bind(&phone)
     .bind(decision)
     .bind(approved_name)
+    .bind(name_status_of(decision))
     .execute(&mut *tx)
     .await?;
     Ok(true)
+}
+
+/// The `name_status` a decision leaves, as Graph spells it (a rejected name is `DECLINED`).
+fn name_status_of(decision: &str) -> &str {
+    match decision {
+        "REJECTED" => "DECLINED",
+        other => other,
+    }
 }
 
 /// The portfolio's messaging tier (v24+ `max_daily_conversations_per_business`, or the legacy
@@ -250,6 +271,13 @@ mod tests {
         assert_eq!(parse_tier(&json!("TIER_UNLIMITED")), Some(-1));
         assert_eq!(parse_tier(&json!(-1)), Some(-1));
         assert_eq!(parse_tier(&json!("TIER_NOT_SET")), None);
+    }
+
+    #[test]
+    fn a_rejected_name_reads_declined_as_graph_shows_it() {
+        assert_eq!(name_status_of("REJECTED"), "DECLINED");
+        assert_eq!(name_status_of("APPROVED"), "APPROVED");
+        assert_eq!(name_status_of("DEFERRED"), "DEFERRED");
     }
 
     #[test]

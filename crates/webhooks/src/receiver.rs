@@ -107,8 +107,8 @@ async fn receive_tenant(
     body: Bytes,
 ) -> Response {
     let (tenant_id, secret) = match tenant_app(&st, &tenant).await {
-        Ok(Some((id, secret, _))) => (id, secret),
-        Ok(None) => return refuse(),
+        Ok(Some((id, Some(secret), _))) => (id, secret),
+        Ok(_) => return refuse(),
         Err(status) => return status.into_response(),
     };
     if !signature::verify(secret.expose(), &body, signature_header(&headers)) {
@@ -128,11 +128,13 @@ fn refuse() -> Response {
     StatusCode::UNAUTHORIZED.into_response()
 }
 
-/// The tenant's app secret and verify token, if it has a Meta connection.
+/// The tenant's app secret and verify token, if it has a Meta connection. A tenant on the global
+/// app (Embedded Signup: no app secret of its own) has its webhooks signed with the global
+/// app's secret; without one configured, nothing verifies.
 async fn tenant_app(
     st: &ReceiverState,
     tenant: &str,
-) -> Result<Option<(TenantId, Secret, Secret)>, StatusCode> {
+) -> Result<Option<(TenantId, Option<Secret>, Secret)>, StatusCode> {
     let Ok(tenant_id) = tenant.parse::<TenantId>() else {
         return Ok(None);
     };
@@ -143,7 +145,11 @@ async fn tenant_app(
         return Err(StatusCode::SERVICE_UNAVAILABLE);
     };
     match load_connection(&st.pool, secrets, tenant_id).await {
-        Ok(Some(c)) => Ok(Some((tenant_id, c.app_secret, c.verify_token))),
+        Ok(Some(c)) => Ok(Some((
+            tenant_id,
+            c.app_secret.or_else(|| st.app_secret.clone()),
+            c.verify_token,
+        ))),
         Ok(None) => Ok(None),
         Err(err) => {
             tracing::error!(error = %err, "cannot load the tenant's Meta app");

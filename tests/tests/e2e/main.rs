@@ -20,6 +20,7 @@ mod limit_raise;
 mod lost_answers;
 mod notifications;
 mod observability;
+mod onboarding;
 mod openapi;
 mod policies;
 mod rate_bench;

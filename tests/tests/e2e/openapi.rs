@@ -154,6 +154,11 @@ async fn the_bodies_the_server_returns_have_the_documented_shape() {
     let campaign = format!("/v1/campaigns/{}", campaign["id"].as_str().unwrap());
     pooled["name"] = json!("documented too");
     let quiet = json!({"quiet_time": {"days": ["sat"], "zone": "Europe/London", "start": "20:00", "end": "08:00"}});
+    let (_, senders) = t.admin(Method::GET, "/v1/senders", None).await;
+    let register = format!(
+        "/v1/senders/{}/register",
+        senders["senders"][0]["id"].as_str().unwrap()
+    );
     let calls = [
         (
             Method::POST,
@@ -166,6 +171,8 @@ async fn the_bodies_the_server_returns_have_the_documented_shape() {
         (Method::GET, "/v1/settings/audit", None),
         (Method::GET, "/v1/settings/meta", None),
         (Method::POST, "/v1/settings/meta/check", None),
+        (Method::POST, "/v1/settings/meta/verify_token", None),
+        (Method::POST, &register, None),
         (Method::GET, "/v1/senders", None),
         (Method::POST, "/v1/senders/sync", None),
         (Method::GET, "/v1/templates", None),

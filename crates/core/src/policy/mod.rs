@@ -3,7 +3,8 @@
 //!
 //! [`decide`] applies the rules that need no shared state, in this order: allowed countries,
 //! opt-outs, the service window for free-form text (refusals first: they are final), then the
-//! sender's health and quiet time for bulk (holds). A message that passes is told whether it is
+//! sender's health (paused, not approved, not registered with Meta) and quiet time for bulk
+//! (holds). A message that passes is told whether it is
 //! business-initiated; the cap ([`cap::decide_slots`]) then decides those against the
 //! tenant's shared set of recipients.
 
@@ -21,6 +22,7 @@ pub mod reason {
     pub const RECIPIENT_OPTED_OUT: &str = "recipient_opted_out";
     pub const OUTSIDE_SERVICE_WINDOW: &str = "outside_service_window";
     pub const SENDER_PAUSED: &str = "sender_paused";
+    pub const SENDER_NOT_REGISTERED: &str = "sender_not_registered";
     pub const QUIET_TIME: &str = "quiet_time";
     pub const MESSAGING_LIMIT: &str = "messaging_limit";
     pub const PAIR_RATE: &str = "pair_rate";
@@ -45,6 +47,8 @@ pub struct Facts<'a> {
     pub sender_approved: bool,
     /// Meta paused the sender until then.
     pub sender_paused_until: Option<DateTime<Utc>>,
+    /// The sender's number is registered for Cloud API (Meta refuses sends otherwise, 133010).
+    pub sender_registered: bool,
 }
 
 /// The tenant's settings the rules read.
@@ -119,6 +123,13 @@ pub fn decide(facts: &Facts<'_>, rules: &Rules<'_>, now: DateTime<Utc>) -> Decis
             until: now + rules.sender_recheck,
         };
     }
+    // Held, never failed: registering the number makes these due at once.
+    if !facts.sender_registered {
+        return Decision::Defer {
+            reason: reason::SENDER_NOT_REGISTERED,
+            until: now + rules.sender_recheck,
+        };
+    }
     if facts.bulk
         && let Some(until) = rules.quiet_time.and_then(|q| q.quiet_until(now))
     {
@@ -153,6 +164,7 @@ mod tests {
             last_inbound: None,
             sender_approved: true,
             sender_paused_until: None,
+            sender_registered: true,
         }
     }
 
@@ -283,6 +295,31 @@ mod tests {
                 until: now() + Duration::minutes(5)
             }
         );
+    }
+
+    #[test]
+    fn a_sender_not_registered_with_meta_holds_its_messages_until_it_is_looked_at_again() {
+        let unregistered = Facts {
+            sender_registered: false,
+            ..template()
+        };
+        assert_eq!(
+            decide(&unregistered, &rules(), now()),
+            Decision::Defer {
+                reason: reason::SENDER_NOT_REGISTERED,
+                until: now() + Duration::minutes(5)
+            }
+        );
+        // Refusals still come first: an unregistered sender does not make them wait.
+        let countries = ["IE".to_owned()];
+        let r = Rules {
+            allowed_countries: &countries,
+            ..rules()
+        };
+        assert!(matches!(
+            decide(&unregistered, &r, now()),
+            Decision::Reject { .. }
+        ));
     }
 
     #[test]

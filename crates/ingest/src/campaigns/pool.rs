@@ -152,15 +152,19 @@ impl SenderPool {
 
     /// Every approved company sender (not a user's own), oldest first.
     async fn all(pool: &sqlx::PgPool, tenant: TenantId) -> Result<Result<Self, Problem>, Problem> {
-        let rows: Vec<(SenderId, String)> = sqlx::query_as(
-            "SELECT id, phone_number_id FROM senders
-             WHERE tenant_id = $1 AND status = 'approved' AND owner_user_id IS NULL
-             ORDER BY created_at, phone_number_id LIMIT $2",
+        let rows: Vec<(SenderId, String, bool)> = sqlx::query_as(
+            "SELECT s.id, s.phone_number_id, t.whatsapp_enabled
+             FROM senders s JOIN tenants t ON t.id = s.tenant_id
+             WHERE s.tenant_id = $1 AND s.status = 'approved' AND s.owner_user_id IS NULL
+             ORDER BY s.created_at, s.phone_number_id LIMIT $2",
         )
         .bind(tenant)
         .bind(MAX_POOL as i64)
         .fetch_all(pool)
         .await?;
+        if rows.iter().any(|(_, _, enabled)| !enabled) {
+            return Ok(Err(crate::resolve::whatsapp_disabled()));
+        }
         if rows.is_empty() {
             return Ok(Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -171,7 +175,7 @@ impl SenderPool {
         }
         let members = rows
             .into_iter()
-            .map(|(sender_id, phone_number_id)| PoolSender {
+            .map(|(sender_id, phone_number_id, _)| PoolSender {
                 sender_id,
                 phone_number_id,
             })

@@ -39,6 +39,7 @@ impl TestSim {
             status_delay: Duration::from_millis(20),
             batch_window: Duration::from_millis(100),
             default_mps: 80,
+            ..SimSettings::default()
         })
         .await
     }

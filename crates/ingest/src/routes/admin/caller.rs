@@ -42,6 +42,20 @@ impl FromRequestParts<AppState> for AdminCaller {
     }
 }
 
+/// The JSON body of an administration request, or `422 invalid_field` with serde's reason
+/// (unknown field, wrong type, missing field).
+pub fn json_body<T>(
+    body: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, Problem> {
+    body.map(|axum::Json(b)| b).map_err(|e| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            e.body_text(),
+        )
+    })
+}
+
 /// Writes one audit entry (who, when, what) in the caller's transaction.
 pub async fn audit(
     tx: &mut sqlx::PgConnection,
@@ -61,6 +75,11 @@ impl From<GraphAdminError> for Problem {
     fn from(err: GraphAdminError) -> Self {
         match err {
             GraphAdminError::NoSecretKey => Problem::unavailable(err.to_string()),
+            GraphAdminError::NoApp => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "signup_not_configured",
+                err.to_string(),
+            ),
             GraphAdminError::NotConnected => {
                 Problem::new(StatusCode::CONFLICT, "meta_not_connected", err.to_string())
             }

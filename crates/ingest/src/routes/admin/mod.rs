@@ -6,8 +6,10 @@ pub mod api_keys;
 pub mod caller;
 pub mod meta;
 pub mod openapi;
+pub mod operator;
 pub mod senders;
 pub mod settings;
+pub mod signup;
 pub mod templates;
 
 use crate::{senders::SenderView, state::AppState};
@@ -60,8 +62,51 @@ fn r(
 
 /// Every administration route.
 pub fn routes() -> Vec<ApiRoute> {
-    let (admin, reader) = (Some("admin"), Some("reader"));
+    let (admin, reader, ops) = (Some("admin"), Some("reader"), Some("operator"));
     vec![
+        r(
+            "post",
+            "/v1/operator/tenants",
+            ops,
+            "Create a tenant (not yet connected) and its first admin API key (shown once)",
+            post(operator::create),
+        )
+        .accepts::<operator::CreateRequest>()
+        .returns::<operator::CreatedTenant>(201),
+        r(
+            "get",
+            "/v1/operator/tenants",
+            ops,
+            "Every tenant: connection, senders, WhatsApp module switch",
+            get(operator::list),
+        )
+        .returns::<operator::TenantList>(200),
+        r(
+            "get",
+            "/v1/operator/tenants/{id}",
+            ops,
+            "One tenant",
+            get(operator::get),
+        )
+        .returns::<wafleet_core::tenant::TenantSummary>(200),
+        r(
+            "post",
+            "/v1/operator/tenants/{id}/disable",
+            ops,
+            "Switch the tenant's WhatsApp module off: sends refused (whatsapp_disabled), webhooks still recorded",
+            post(operator::disable),
+        )
+        .no_body()
+        .returns::<wafleet_core::tenant::TenantSummary>(200),
+        r(
+            "post",
+            "/v1/operator/tenants/{id}/enable",
+            ops,
+            "Switch the tenant's WhatsApp module on",
+            post(operator::enable),
+        )
+        .no_body()
+        .returns::<wafleet_core::tenant::TenantSummary>(200),
         r(
             "get",
             "/v1/settings",
@@ -91,7 +136,7 @@ pub fn routes() -> Vec<ApiRoute> {
             "get",
             "/v1/settings/meta",
             admin,
-            "The Meta connection (WABA id; secrets are never returned)",
+            "The Meta connection: WABA id, Callback URL and Verify Token to paste into Meta, status",
             get(meta::get),
         )
         .returns::<meta::MetaView>(200),
@@ -99,10 +144,19 @@ pub fn routes() -> Vec<ApiRoute> {
             "put",
             "/v1/settings/meta",
             admin,
-            "Set the Meta connection: WABA id, token, app secret, verify token",
+            "Set the Meta connection by hand: WABA id, token, app secret, verify token",
             put(meta::put),
         )
         .accepts::<meta::MetaUpdate>()
+        .returns::<meta::MetaView>(200),
+        r(
+            "post",
+            "/v1/settings/meta/verify_token",
+            admin,
+            "Rotate the Verify Token (paste the new one into the Meta app's webhook settings)",
+            post(meta::rotate_verify_token),
+        )
+        .no_body()
         .returns::<meta::MetaView>(200),
         r(
             "post",
@@ -113,6 +167,23 @@ pub fn routes() -> Vec<ApiRoute> {
         )
         .no_body()
         .returns::<meta::MetaCheck>(200),
+        r(
+            "post",
+            "/v1/signup",
+            admin,
+            "Embedded Signup: exchange the code, record the numbers, subscribe the app, register the numbers",
+            post(signup::run),
+        )
+        .accepts::<crate::signup::SignupRequest>()
+        .returns::<crate::signup::SignupView>(200),
+        r(
+            "get",
+            "/v1/signup",
+            admin,
+            "How far Embedded Signup got: steps done, Meta's last error, senders",
+            get(signup::get),
+        )
+        .returns::<crate::signup::SignupView>(200),
         r(
             "get",
             "/v1/senders",
@@ -151,10 +222,36 @@ pub fn routes() -> Vec<ApiRoute> {
             "patch",
             "/v1/senders/{id}",
             admin,
-            "Change friendly name, display name, owner or rate (rate_mps, 1-1000)",
+            "Change friendly name, owner or rate (rate_mps, 1-1000); a display name goes to Meta for review",
             patch(senders::edit),
         )
         .accepts::<senders::EditRequest>()
+        .returns::<SenderView>(200),
+        r(
+            "delete",
+            "/v1/senders/{id}",
+            admin,
+            "Remove a sender: deregistered at Meta, history kept, its place among the 20 freed",
+            delete(senders::remove),
+        )
+        .returns::<SenderView>(200),
+        r(
+            "post",
+            "/v1/senders/{id}/register",
+            admin,
+            "Register the number for Cloud API with its two-step PIN (generated and shown once if none)",
+            post(senders::register),
+        )
+        .accepts::<senders::RegisterRequest>()
+        .returns::<senders::RegisteredSender>(200),
+        r(
+            "post",
+            "/v1/senders/{id}/deregister",
+            admin,
+            "Deregister the number at Meta (its sends are held until registered again)",
+            post(senders::deregister),
+        )
+        .no_body()
         .returns::<SenderView>(200),
         r(
             "post",

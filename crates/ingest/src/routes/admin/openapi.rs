@@ -295,12 +295,13 @@ fn build_checked() -> (Value, Vec<String>) {
             "title": "wafleet",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "WhatsApp Business Platform messaging back end. Roles: admin > sender > reader; \
-                            every call is scoped to the API key's tenant.",
+                            every call is scoped to the API key's tenant. Routes of role `operator` \
+                            (/v1/operator/*) take the operators' key (WAFLEET_OPERATOR_KEY) instead.",
         },
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "API key wf_<prefix>_<secret>"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "API key wf_<prefix>_<secret>, or the operator key on operator routes"}},
             "responses": {"Problem": {
                 "description": "A stable `code` and the `field` at fault. A refused `POST /v1/messages` \
                                 that named a valid record also carries the `id` of the rejected message.",

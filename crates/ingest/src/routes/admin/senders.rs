@@ -1,6 +1,6 @@
 //! `/v1/senders`: list and read (reader), add, edit, verify by OTP and sync from Graph (admin).
 
-use super::caller::AdminCaller;
+use super::caller::{AdminCaller, json_body};
 use crate::{
     auth::Principal,
     routes::circuits::{CircuitView, open_circuits, sender_circuit},
@@ -34,25 +34,22 @@ impl From<SenderError> for Problem {
             SenderError::NotPending(_) => {
                 Problem::new(StatusCode::CONFLICT, "sender_not_pending", detail)
             }
+            SenderError::NotApproved(_) => {
+                Problem::new(StatusCode::CONFLICT, "sender_not_approved", detail)
+            }
             SenderError::CodeNotRequested => {
                 Problem::new(StatusCode::CONFLICT, "code_not_requested", detail)
             }
             SenderError::WrongCode { .. } => unprocessable("wrong_code").field("code"),
             SenderError::Rejected => unprocessable("sender_rejected").field("code"),
             SenderError::Graph(e) => e.into(),
+            SenderError::Tenant(e) => {
+                tracing::error!(error = %e, "opening or sealing a sender's PIN");
+                Problem::internal()
+            }
             SenderError::Database(e) => e.into(),
         }
     }
-}
-
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
-    body.map(|Json(b)| b).map_err(|e| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            e.body_text(),
-        )
-    })
 }
 
 fn sender_id(raw: &str) -> Result<SenderId, Problem> {
@@ -179,7 +176,7 @@ pub async fn edit(
     };
     let id = sender_id(&id)?;
     Ok(Json(
-        senders::edit(&st.pool, caller.principal.tenant_id, id, &edit).await?,
+        senders::edit(&st.pool, &st.graph, caller.principal.tenant_id, id, &edit).await?,
     ))
 }
 
@@ -241,6 +238,74 @@ pub async fn verify_code(
     )
     .await?;
     Ok(Json(sender))
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "RegisterSender")]
+pub struct RegisterRequest {
+    /// The number's 6-digit two-step verification PIN, if it has one already; leave out to
+    /// use the one wafleet set (or have one generated, shown once).
+    pub pin: Option<String>,
+}
+
+/// A registered sender; `pin` only in the answer of the registration that generated it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RegisteredSender {
+    #[serde(flatten)]
+    pub sender: SenderView,
+    /// The two-step verification PIN wafleet generated and set (shown once; stored sealed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
+}
+
+/// `POST /v1/senders/{id}/register` (admin): registers the number for Cloud API.
+pub async fn register(
+    State(st): State<AppState>,
+    caller: AdminCaller,
+    Path(id): Path<String>,
+    body: Option<Json<RegisterRequest>>,
+) -> Result<Json<RegisteredSender>, Problem> {
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let id = sender_id(&id)?;
+    let done = senders::registration::register(
+        &st.pool,
+        &st.graph,
+        caller.principal.tenant_id,
+        id,
+        req.pin.as_deref(),
+    )
+    .await?;
+    Ok(Json(RegisteredSender {
+        sender: done.sender,
+        pin: done.pin.map(|p| p.expose().to_owned()),
+    }))
+}
+
+/// `POST /v1/senders/{id}/deregister` (admin).
+pub async fn deregister(
+    State(st): State<AppState>,
+    caller: AdminCaller,
+    Path(id): Path<String>,
+) -> Result<Json<SenderView>, Problem> {
+    let id = sender_id(&id)?;
+    let tenant = caller.principal.tenant_id;
+    Ok(Json(
+        senders::registration::deregister(&st.pool, &st.graph, tenant, id).await?,
+    ))
+}
+
+/// `DELETE /v1/senders/{id}` (admin): deregisters at Meta, keeps the history, frees the place.
+pub async fn remove(
+    State(st): State<AppState>,
+    caller: AdminCaller,
+    Path(id): Path<String>,
+) -> Result<Json<SenderView>, Problem> {
+    let id = sender_id(&id)?;
+    let tenant = caller.principal.tenant_id;
+    Ok(Json(
+        senders::registration::remove(&st.pool, &st.graph, tenant, id).await?,
+    ))
 }
 
 #[derive(Debug, Serialize, JsonSchema)]

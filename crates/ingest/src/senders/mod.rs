@@ -1,8 +1,14 @@
 //! Senders (SPEC §2, reference §7): a tenant's WhatsApp numbers, at most 20, each added from
 //! its WABA's phone numbers on Graph. A number Meta reports as verified is `approved` at once;
-//! any other is `pending` until its OTP is verified (`request_code`, then `verify_code`).
-//! Three wrong codes reject it, and `rejected` is final: the number must be added anew.
-//! Used by the HTTP API and the operator CLI alike.
+//! any other is `pending` until its OTP is verified (`otp`). Three wrong codes reject it, and
+//! `rejected` is final: the number must be added anew. A number sends only once registered
+//! for Cloud API with a two-step PIN (`registration`); a removed sender stays on record but
+//! frees its place among the 20. Used by the HTTP API and the operator CLI alike.
+
+mod otp;
+pub mod registration;
+
+pub use otp::{request_code, verify_code};
 
 use crate::graph_admin::{GraphAdmin, GraphAdminError, MetaNumber};
 use chrono::{DateTime, Utc};
@@ -27,21 +33,36 @@ pub struct SenderView {
     /// Null: a company sender; otherwise the upstream user who owns it.
     pub owner_user_id: Option<String>,
     pub is_company_default: bool,
-    /// `pending`, `approved` or `rejected`.
+    /// `pending`, `approved`, `rejected` or `removed`.
     pub status: String,
+    /// `registered` for Cloud API (it can send), `unregistered` (never, or Meta said 133010) or
+    /// `deregistered`.
+    pub registration: String,
+    pub registered_at: Option<DateTime<Utc>>,
+    /// Meta's error from the last registration attempt that failed.
+    pub registration_error: Option<serde_json::Value>,
     pub code_method: Option<String>,
     pub quality_rating: Option<String>,
     pub throughput_mps: Option<i32>,
     /// The rate the dispatcher holds this sender to (messages per second), set by an admin;
     /// `null` = the configured default (`dispatch.sender_rate`).
     pub rate_mps: Option<i32>,
+    /// Meta's review of `display_name` (`APPROVED`, `DECLINED`, …).
     pub name_status: Option<String>,
+    /// A display name submitted to Meta, shown to recipients once approved, and its review
+    /// (`PENDING_REVIEW`, `DECLINED`).
+    pub new_display_name: Option<String>,
+    pub new_name_status: Option<String>,
     pub paused_until: Option<DateTime<Utc>>,
     pub synced_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub removed_at: Option<DateTime<Utc>>,
 }
 
-pub const VIEW_COLUMNS: &str = "id, phone_number_id, phone_e164, display_name, friendly_name, owner_user_id, is_company_default, status, code_method, quality_rating, throughput_mps, rate_mps, name_status, paused_until, synced_at, created_at";
+pub const VIEW_COLUMNS: &str = "id, phone_number_id, phone_e164, display_name, friendly_name, owner_user_id, is_company_default, status, registration, registered_at, registration_error, code_method, quality_rating, throughput_mps, rate_mps, name_status, new_display_name, new_name_status, paused_until, synced_at, created_at, removed_at";
+
+/// Senders that hold a place among the 20 and their phone number id (SQL, on `senders`).
+pub const LIVE: &str = "status NOT IN ('rejected', 'removed')";
 
 /// What adding a sender takes.
 #[derive(Debug, Clone, Default)]
@@ -69,6 +90,8 @@ pub enum SenderError {
     NotFound,
     #[error("the sender is {0}; only a pending sender is verified")]
     NotPending(String),
+    #[error("the sender is {0}; only an approved sender is registered (verify its OTP first)")]
+    NotApproved(String),
     #[error("request a code (request_code) before verifying it")]
     CodeNotRequested,
     #[error("Meta did not accept the code; {remaining} attempt(s) left")]
@@ -79,12 +102,11 @@ pub enum SenderError {
     Rejected,
     #[error(transparent)]
     Graph(#[from] GraphAdminError),
+    #[error(transparent)]
+    Tenant(#[from] wafleet_core::tenant::TenantError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
-
-/// Meta's code for an OTP that does not match.
-const META_CODE_MISMATCH: i64 = 136025;
 
 /// Adds a sender from the WABA's numbers on Graph: approved if Meta verified it, else pending.
 pub async fn add(
@@ -119,31 +141,63 @@ pub async fn add(
         .iter()
         .find(|n| n.digits() == digits)
         .ok_or_else(|| SenderError::NotInWaba(phone.to_string()))?;
-    let status = if meta.is_verified() {
-        "approved"
-    } else {
-        "pending"
-    };
     let mut tx = pool.begin().await?;
-    // One add at a time per tenant, so two concurrent adds cannot both be the 20th.
+    lock_senders(&mut tx, tenant).await?;
+    let id = insert(&mut tx, tenant, meta, &phone, new).await?;
+    tx.commit().await?;
+    get(pool, tenant, id).await
+}
+
+/// Serialises changes to the tenant's senders (adds, removals), so two concurrent adds cannot
+/// both be the 20th.
+pub(crate) async fn lock_senders(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('senders:' || $1::text))")
         .bind(tenant)
         .execute(&mut *tx)
         .await?;
-    let live: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM senders WHERE tenant_id = $1 AND status <> 'rejected'",
-    )
+    Ok(())
+}
+
+/// Inserts a number Meta listed as the tenant's sender, within the 20 (the caller holds
+/// [`lock_senders`]): `approved` if Meta verified it, else `pending`; `registered` unless Meta
+/// shows it not registered.
+pub(crate) async fn insert(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    meta: &MetaNumber,
+    phone: &PhoneNumber,
+    new: &AddSender,
+) -> Result<SenderId, SenderError> {
+    let live: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM senders WHERE tenant_id = $1 AND {LIVE}"
+    )))
     .bind(tenant)
     .fetch_one(&mut *tx)
     .await?;
     if live >= MAX_SENDERS {
         return Err(SenderError::LimitReached);
     }
+    let status = if meta.is_verified() {
+        "approved"
+    } else {
+        "pending"
+    };
+    // A number whose status Graph does not tell is taken as sending, as before registration
+    // was tracked; a 133010 corrects it.
+    let registration = if meta.registered().unwrap_or(true) {
+        "registered"
+    } else {
+        "unregistered"
+    };
     let id = SenderId::new();
     let inserted = sqlx::query(
         "INSERT INTO senders (id, tenant_id, phone_number_id, phone_e164, display_name, friendly_name,
-             owner_user_id, status, quality_rating, throughput_mps, name_status, synced_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())",
+             owner_user_id, status, quality_rating, throughput_mps, name_status, synced_at,
+             registration, new_display_name, new_name_status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), $12, $13, $14)",
     )
     .bind(id)
     .bind(tenant)
@@ -156,16 +210,15 @@ pub async fn add(
     .bind(&meta.quality_rating)
     .bind(meta.throughput_mps())
     .bind(&meta.name_status)
+    .bind(registration)
+    .bind(&meta.new_display_name)
+    .bind(&meta.new_name_status)
     .execute(&mut *tx)
     .await;
     match inserted {
-        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-            return Err(SenderError::Duplicate);
-        }
-        other => other?,
-    };
-    tx.commit().await?;
-    get(pool, tenant, id).await
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(SenderError::Duplicate),
+        other => other.map(|_| id).map_err(Into::into),
+    }
 }
 
 /// One sender of the tenant.
@@ -190,136 +243,43 @@ pub async fn list(pool: &PgPool, tenant: TenantId) -> Result<Vec<SenderView>, sq
     .await
 }
 
-/// Asks Meta to send the pending sender's OTP by `SMS` or `VOICE`.
-pub async fn request_code(
-    pool: &PgPool,
-    graph: &GraphAdmin,
-    tenant: TenantId,
-    id: SenderId,
-    method: &str,
-    language: &str,
-) -> Result<SenderView, SenderError> {
-    let method = method.to_ascii_uppercase();
-    if method != "SMS" && method != "VOICE" {
-        return Err(SenderError::Invalid {
-            field: "code_method",
-            detail: "code_method is SMS or VOICE".into(),
-        });
-    }
-    let sender = get(pool, tenant, id).await?;
-    if sender.status != "pending" {
-        return Err(SenderError::NotPending(sender.status));
-    }
-    let conn = graph.connection(pool, tenant).await?;
-    graph
-        .request_code(&conn, &sender.phone_number_id, &method, language)
-        .await?;
-    sqlx::query(
-        "UPDATE senders SET code_method = $3, code_requested_at = now(), verify_failures = 0
-         WHERE tenant_id = $1 AND id = $2",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(&method)
-    .execute(pool)
-    .await?;
-    get(pool, tenant, id).await
-}
-
-/// Verifies the OTP with Meta: approved on success; a wrong code counts toward rejection.
-pub async fn verify_code(
-    pool: &PgPool,
-    graph: &GraphAdmin,
-    tenant: TenantId,
-    id: SenderId,
-    code: &str,
-) -> Result<SenderView, SenderError> {
-    let code = code.trim();
-    if code.len() != 6 || !code.chars().all(|c| c.is_ascii_digit()) {
-        return Err(SenderError::Invalid {
-            field: "code",
-            detail: "code is the 6 digits Meta sent".into(),
-        });
-    }
-    let requested: Option<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "SELECT status, code_requested_at FROM senders WHERE tenant_id = $1 AND id = $2",
-    )
-    .bind(tenant)
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    let (status, requested_at) = requested.ok_or(SenderError::NotFound)?;
-    if status != "pending" {
-        return Err(SenderError::NotPending(status));
-    }
-    if requested_at.is_none() {
-        return Err(SenderError::CodeNotRequested);
-    }
-    let sender = get(pool, tenant, id).await?;
-    let conn = graph.connection(pool, tenant).await?;
-    match graph
-        .verify_code(&conn, &sender.phone_number_id, code)
-        .await
-    {
-        Ok(()) => {
-            sqlx::query(
-                "UPDATE senders SET status = 'approved', verify_failures = 0
-                 WHERE tenant_id = $1 AND id = $2 AND status = 'pending'",
-            )
-            .bind(tenant)
-            .bind(id)
-            .execute(pool)
-            .await?;
-            get(pool, tenant, id).await
-        }
-        Err(GraphAdminError::Meta {
-            code: Some(META_CODE_MISMATCH),
-            ..
-        }) => {
-            let failures: i32 = sqlx::query_scalar(
-                "UPDATE senders SET verify_failures = verify_failures + 1,
-                     status = CASE WHEN verify_failures + 1 >= $3 THEN 'rejected' ELSE status END,
-                     is_company_default = CASE WHEN verify_failures + 1 >= $3 THEN false ELSE is_company_default END
-                 WHERE tenant_id = $1 AND id = $2 RETURNING verify_failures",
-            )
-            .bind(tenant)
-            .bind(id)
-            .bind(MAX_VERIFY_FAILURES)
-            .fetch_one(pool)
-            .await?;
-            if failures >= MAX_VERIFY_FAILURES {
-                Err(SenderError::Rejected)
-            } else {
-                Err(SenderError::WrongCode {
-                    remaining: MAX_VERIFY_FAILURES - failures,
-                })
-            }
-        }
-        Err(other) => Err(other.into()),
-    }
-}
-
-/// Refreshes quality rating, throughput and name status from Graph; a pending sender Meta now
-/// reports as verified becomes approved. Returns how many senders were updated.
+/// Refreshes quality rating, throughput, display-name review and registration from Graph; a
+/// pending sender Meta now reports as verified becomes approved, and one Meta now shows
+/// registered releases the messages held for it. Returns how many senders were updated.
 pub async fn sync(pool: &PgPool, graph: &GraphAdmin, tenant: TenantId) -> Result<u64, SenderError> {
     let conn = graph.connection(pool, tenant).await?;
     let numbers: Vec<MetaNumber> = graph.list_numbers(&conn).await?;
+    let now = graph.clock.now();
     let mut updated = 0;
     for n in &numbers {
-        updated += sqlx::query(
-            "UPDATE senders SET quality_rating = $3, throughput_mps = $4, name_status = $5, synced_at = now(),
-                 status = CASE WHEN status = 'pending' AND $6 THEN 'approved' ELSE status END
-             WHERE tenant_id = $1 AND phone_number_id = $2 AND status <> 'rejected'",
-        )
+        let registered = n.registered();
+        updated += sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE senders SET quality_rating = $3, throughput_mps = $4, name_status = $5,
+                 new_display_name = $7, new_name_status = $8, synced_at = $10,
+                 status = CASE WHEN status = 'pending' AND $6 THEN 'approved' ELSE status END,
+                 registered_at = CASE WHEN $9 AND registration <> 'registered' THEN $10
+                                      ELSE registered_at END,
+                 registration = CASE WHEN $9 THEN 'registered'
+                                     WHEN NOT $9 AND registration = 'registered' THEN 'unregistered'
+                                     ELSE registration END
+             WHERE tenant_id = $1 AND phone_number_id = $2 AND {LIVE}"
+        )))
         .bind(tenant)
         .bind(&n.id)
         .bind(&n.quality_rating)
         .bind(n.throughput_mps())
         .bind(&n.name_status)
         .bind(n.is_verified())
+        .bind(&n.new_display_name)
+        .bind(&n.new_name_status)
+        .bind(registered)
+        .bind(now)
         .execute(pool)
         .await?
         .rows_affected();
+        if registered == Some(true) {
+            registration::release_holds(pool, tenant, &n.id, now).await?;
+        }
     }
     Ok(updated)
 }
@@ -335,9 +295,13 @@ pub struct EditSender {
     pub rate_mps: Option<Option<i32>>,
 }
 
-/// Changes a sender's names, owner or rate. A sender given to a user stops being the company default.
+/// Changes a sender's names, owner or rate. A sender given to a user stops being the company
+/// default. A display name goes to Meta for review (`POST /{phone_number_id}` with
+/// `new_display_name`) and waits in `new_display_name` until Meta approves it
+/// (`phone_number_name_update`); Meta refusing the submission changes nothing.
 pub async fn edit(
     pool: &PgPool,
+    graph: &GraphAdmin,
     tenant: TenantId,
     id: SenderId,
     edit: &EditSender,
@@ -358,9 +322,26 @@ pub async fn edit(
             detail: "rate_mps is 1 to 1000 messages per second (Meta's highest level), or null for the default".into(),
         });
     }
+    let display_name = edit.display_name.as_deref().map(str::trim);
+    if let Some(name) = display_name {
+        if name.is_empty() || name.chars().count() > 512 {
+            return Err(SenderError::Invalid {
+                field: "display_name",
+                detail:
+                    "display_name is 1 to 512 characters, following Meta's display name guidelines"
+                        .into(),
+            });
+        }
+        let sender = get(pool, tenant, id).await?;
+        let conn = graph.connection(pool, tenant).await?;
+        graph
+            .submit_display_name(&conn, &sender.phone_number_id, name)
+            .await?;
+    }
     let done = sqlx::query(
         "UPDATE senders SET friendly_name = COALESCE($3, friendly_name),
-             display_name = COALESCE($4, display_name),
+             new_display_name = COALESCE($4, new_display_name),
+             new_name_status = CASE WHEN $4 IS NULL THEN new_name_status ELSE 'PENDING_REVIEW' END,
              owner_user_id = CASE WHEN $5 THEN $6 ELSE owner_user_id END,
              is_company_default = is_company_default AND NOT ($5 AND $6 IS NOT NULL),
              rate_mps = CASE WHEN $7 THEN $8 ELSE rate_mps END
@@ -369,7 +350,7 @@ pub async fn edit(
     .bind(tenant)
     .bind(id)
     .bind(edit.friendly_name.as_deref().map(str::trim))
-    .bind(edit.display_name.as_deref().map(str::trim))
+    .bind(display_name)
     .bind(owner_given)
     .bind(owner)
     .bind(edit.rate_mps.is_some())
