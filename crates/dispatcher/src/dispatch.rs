@@ -2,29 +2,27 @@
 //! retry later through a tier queue, dead-letter, or requeue). The consume loop in `consumer` is
 //! a thin shell around `handle_batch`. After the claim, the policy step (SPEC §4: the rules in
 //! `policy`, circuit breakers, the cap in `cap`) decides what is not sent; the rest wait for
-//! their pair's and sender's budgets (`rate`) and call Meta, each sender on its own. Each
-//! failure's class (see `classify`) picks what the message waits on (`retry`).
+//! their pair's and sender's budgets (`rate`) and call Meta, each sender on its own (`attempt`).
 
 use crate::{
     cap::{self, SlotAsk},
-    circuits::{self, Gate, Gates, Scope},
-    classify::{Class, classify},
-    graph_client::{GraphClient, build_body},
+    circuits::{Gate, Gates, Scope},
+    graph_client::GraphClient,
     policy::Inputs,
     rate::Rates,
-    retry::{await_status, duration, give_up, hold, retry_or_give_up},
+    retry::{duration, hold, retry_or_give_up},
     store::{self, Claimed, Outcome},
     tokens::TokenCache,
 };
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use serde_json::json;
-use std::{collections::HashMap, future::Future, time::Instant};
+use std::{collections::HashMap, future::Future};
 use wafleet_core::{
     clock::SharedClock,
     config::DispatchSettings,
     contract::DispatchEnvelope,
-    domain::{MessageId, mask_phone, state},
+    domain::{MessageId, state},
     policy::{Decision, cap::SlotDecision, reason},
 };
 
@@ -102,7 +100,7 @@ where
         let d = match unclaimed.iter().find(|u| u.id == env.message_id) {
             // Claimed recently by an attempt whose outcome is unknown (a crash between
             // Meta's answer and our write): wait for the status webhook to settle it.
-            Some(u) if u.state == state::DISPATCHING => RetryLater {
+            Some(u) if u.state == state::DISPATCHING => Disposition::RetryLater {
                 tier: ctx.settings.retry_tiers.len() - 1,
             },
             // Already sent, failed, cancelled…: a redelivery; never send twice.
@@ -136,7 +134,7 @@ where
     }
     let settle = &settle;
     join_all(by_sender.into_values().map(|group| async move {
-        let results = join_all(group.iter().map(|s| attempt(ctx, s, now))).await;
+        let results = join_all(group.iter().map(|s| crate::attempt::attempt(ctx, s, now))).await;
         let (outcomes, dispositions): (Vec<Outcome>, Vec<(MessageId, Disposition)>) =
             results.into_iter().unzip();
         match record(ctx, &outcomes).await {
@@ -178,15 +176,19 @@ fn count(outcomes: &[Outcome]) {
 pub type Attempted = (Outcome, (MessageId, Disposition));
 
 /// A claimed message that passed the policies.
-struct Sendable<'a> {
-    claimed: &'a Claimed,
+pub(crate) struct Sendable<'a> {
+    pub(crate) claimed: &'a Claimed,
     /// The half-open breakers this send probes: closed again if it succeeds.
-    breakers: Vec<(Scope, String)>,
+    pub(crate) breakers: Vec<(Scope, String)>,
     /// The sender's own rate setting (`None` = the default).
-    rate: Option<u32>,
+    pub(crate) rate: Option<u32>,
 }
 
-fn outcome_of(claimed: &Claimed, state: &'static str, reason: Option<String>) -> Outcome {
+pub(crate) fn outcome_of(
+    claimed: &Claimed,
+    state: &'static str,
+    reason: Option<String>,
+) -> Outcome {
     Outcome {
         id: claimed.id,
         tenant_id: claimed.tenant_id,
@@ -298,175 +300,4 @@ async fn apply_policies<'a>(
         }
     }
     Ok((decided, sendable))
-}
-
-use Disposition::RetryLater;
-
-/// One attempt for a claimed message that passed the policies: wait for the pair's and the
-/// sender's budgets, call Meta, then act on the answer's class.
-#[tracing::instrument(name = "dispatch message", skip_all, fields(
-    message_id = %sendable.claimed.id,
-    tenant = %sendable.claimed.tenant_id,
-    sender = %sendable.claimed.phone_number_id,
-    to = %mask_phone(&sendable.claimed.recipient),
-    attempt = sendable.claimed.attempts,
-))]
-async fn attempt(ctx: &Ctx, sendable: &Sendable<'_>, now: DateTime<Utc>) -> Attempted {
-    let claimed = sendable.claimed;
-    let breakers = &sendable.breakers;
-    let outcome = |state: &'static str, reason: Option<String>| outcome_of(claimed, state, reason);
-    let done = (claimed.id, Disposition::Done);
-    let token = match ctx.tokens.get(&ctx.pool, claimed.tenant_id).await {
-        Ok(Some(token)) => token,
-        Ok(None) => {
-            return (
-                outcome(state::FAILED, Some("no_meta_connection".into())),
-                done,
-            );
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "cannot open the tenant's Meta token");
-            let o = outcome(state::DEFERRED, Some("retry".into()));
-            return retry_or_give_up(ctx, claimed, o, None, now);
-        }
-    };
-    let waiting = Instant::now();
-    if let Err(wait) = ctx
-        .rates
-        .take_pair(&claimed.phone_number_id, &claimed.recipient)
-        .await
-    {
-        // Too long to wait here: the pair's budget frees later; the shard moves on.
-        wafleet_core::metrics::policy_decision(reason::PAIR_RATE, state::DEFERRED);
-        let mut o = hold(
-            outcome(state::DEFERRED, None),
-            reason::PAIR_RATE,
-            now + duration(wait),
-        );
-        o.attempted = false;
-        return (o, done);
-    }
-    ctx.rates
-        .wait_sender(&claimed.phone_number_id, sendable.rate)
-        .await;
-    wafleet_core::metrics::limiter_wait(&claimed.phone_number_id, waiting.elapsed());
-    let body = build_body(&claimed.content.0, &claimed.recipient, claimed.id);
-    let started = Instant::now();
-    let result = ctx
-        .graph
-        .send(&token, &claimed.phone_number_id, &body)
-        .await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let error = match result {
-        Ok(success) => {
-            metrics::histogram!("wafleet_graph_duration_seconds", "outcome" => "ok")
-                .record(elapsed);
-            if !breakers.is_empty()
-                && let Err(err) = circuits::close(&ctx.pool, claimed.tenant_id, breakers).await
-            {
-                // The next probe closes it instead.
-                tracing::warn!(error = %err, "could not close a circuit after a successful probe");
-            }
-            let mut o = outcome(state::SENT, None);
-            o.detail = Some(json!({
-                "attempt": claimed.attempts,
-                "wamid": success.wamid,
-                "message_status": success.message_status,
-            }));
-            o.wamid = Some(success.wamid);
-            o.wa_id = success.wa_id;
-            return (o, done);
-        }
-        Err(error) => error,
-    };
-    metrics::histogram!("wafleet_graph_duration_seconds", "outcome" => "error").record(elapsed);
-    let class = classify(&error);
-    let code = error
-        .code
-        .map_or_else(|| "transport".to_owned(), |c| c.to_string());
-    metrics::counter!("wafleet_graph_errors_total", "class" => class.as_str()).increment(1);
-    tracing::warn!(meta.error.code = %code, http_status = ?error.http_status, class = class.as_str(), "Graph call failed");
-    // The event trail keeps every attempt: its number, Meta's code, details and fbtrace_id.
-    let mut detail = error.to_json();
-    detail["attempt"] = json!(claimed.attempts);
-    detail["class"] = json!(class.as_str());
-    let mut o = outcome(state::DEFERRED, Some("retry".into()));
-    o.error = Some(detail.clone());
-    o.detail = Some(detail.clone());
-    let tiers = &ctx.settings.retry_tiers;
-    let longest = tiers.last().copied().unwrap_or_default();
-    match class {
-        Class::Permanent => {
-            o.state = state::FAILED;
-            o.reason = Some(format!("meta_{code}"));
-            (o, done)
-        }
-        Class::RetrySender => {
-            ctx.rates.note_throttled(&claimed.phone_number_id);
-            retry_or_give_up(ctx, claimed, o, None, now)
-        }
-        Class::Transient => retry_or_give_up(ctx, claimed, o, None, now),
-        Class::Ambiguous => await_status(ctx, claimed, o, now),
-        Class::RetryRecipient => {
-            // Meta's rule for the pair limit: wait 4^n seconds, n = 0, 1, 2…
-            let n = u32::try_from(claimed.attempts.max(1) - 1)
-                .unwrap_or(0)
-                .min(8);
-            let wait = std::time::Duration::from_secs(4u64.pow(n));
-            retry_or_give_up(ctx, claimed, o, Some(wait), now)
-        }
-        Class::RetrySlow => match error.retry_after {
-            // Longer than any tier: a held row, not a queue TTL.
-            Some(wait) if wait > longest && claimed.attempts as usize <= tiers.len() => {
-                (hold(o, "retry_after", now + duration(wait)), done)
-            }
-            wait => retry_or_give_up(ctx, claimed, o, wait, now),
-        },
-        Class::Limited => {
-            if claimed.attempts.max(1) as u32 >= ctx.settings.limited_retries {
-                (give_up(o), (claimed.id, Disposition::Dead))
-            } else {
-                retry_or_give_up(ctx, claimed, o, None, now)
-            }
-        }
-        Class::DeferRecipient => {
-            let until = now + duration(ctx.settings.recipient_hold);
-            if let Err(err) =
-                circuits::hold_recipient(&ctx.pool, claimed.tenant_id, &claimed.recipient, until)
-                    .await
-            {
-                // The message itself is still held; only its siblings may try once more.
-                tracing::error!(error = %err, "could not record the recipient hold");
-            }
-            (hold(o, "recipient_hold", until), done)
-        }
-        Class::SenderNotRegistered => crate::retry::hold_unregistered(ctx, claimed, o, now).await,
-        Class::HaltTemplate | Class::HaltSender | Class::HaltAccount => {
-            let scope = match class {
-                Class::HaltTemplate => Scope::Template,
-                Class::HaltSender => Scope::Sender,
-                _ => Scope::Account,
-            };
-            let key = circuits::keys_of(claimed)
-                .into_iter()
-                .find(|(s, _)| *s == scope)
-                .map(|(_, k)| k)
-                .unwrap_or_default();
-            let until = now + duration(ctx.settings.circuit_open_for);
-            if let Err(err) = circuits::open(
-                &ctx.pool,
-                claimed.tenant_id,
-                scope,
-                &key,
-                &detail,
-                now,
-                until,
-            )
-            .await
-            {
-                tracing::error!(error = %err, "could not record an opened circuit");
-            }
-            (hold(o, scope.hold_reason(), until), done)
-        }
-    }
 }

@@ -5,6 +5,7 @@
 //! by the deferred releaser), dead-lettered, or recorded as failed. Bulk (campaign) messages
 //! wait in PostgreSQL until the feeder releases them in small windows per sender.
 
+mod attempt;
 pub mod cap;
 pub mod circuits;
 pub mod classify;
