@@ -104,6 +104,14 @@ impl PhoneNumber {
         if e164.len() > MAX_E164_DIGITS + 1 {
             return Err(PhoneError::Invalid);
         }
+        // Normalising only drops separators: a number whose digits libphonenumber changed (it
+        // read "+1 4(415255" as +14414415255) would reach someone else, so it is refused.
+        if !e164[1..]
+            .chars()
+            .eq(trimmed.chars().filter(char::is_ascii_digit))
+        {
+            return Err(PhoneError::Invalid);
+        }
         let country = parsed.country().id().map(|id| format!("{id:?}"));
         Ok(Self { e164, country })
     }
@@ -313,6 +321,16 @@ mod tests {
             Err(PhoneError::Invalid)
         );
         assert!(PhoneNumber::parse("+49 30 123456789").is_ok());
+    }
+
+    #[test]
+    fn a_number_whose_digits_the_parser_would_change_is_refused() {
+        // Found by the `phone_number` fuzz target: libphonenumber made +14414415255 of this.
+        assert_eq!(PhoneNumber::parse("+1 4(415255"), Err(PhoneError::Invalid));
+        assert_eq!(
+            PhoneNumber::parse("+1 (415) 555-2671").unwrap().as_str(),
+            "+14155552671"
+        );
     }
 
     #[test]
