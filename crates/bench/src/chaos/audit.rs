@@ -62,6 +62,9 @@ pub struct TenantAudit {
     pub cap_overshoot: u64,
     /// Graph calls Meta refused, by error code (the injected faults at work).
     pub graph_errors: BTreeMap<String, u64>,
+    /// Messages whose trail holds each event reason (`retry`, `awaiting_status` for a lost
+    /// answer, …): the faults as the fleet met them. Filled in by the caller.
+    pub trail_reasons: BTreeMap<String, u64>,
 }
 
 /// Audits one tenant: `accepted` are the record ids the load was told were accepted, `rows`

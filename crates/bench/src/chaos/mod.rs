@@ -270,7 +270,17 @@ async fn run(
             .filter(|s| tenant.senders.contains(&s.phone_number_id))
             .cloned()
             .collect();
-        let audit = audit::audit(&accepted, &rows, &theirs, tier);
+        let mut audit = audit::audit(&accepted, &rows, &theirs, tier);
+        audit.trail_reasons = sqlx::query_as::<_, (String, i64)>(
+            "SELECT reason, count(DISTINCT message_id) FROM message_events
+             WHERE tenant_id = $1 AND reason IS NOT NULL GROUP BY reason",
+        )
+        .bind(tenant.id.parse::<uuid::Uuid>()?)
+        .fetch_all(&pool)
+        .await?
+        .into_iter()
+        .map(|(reason, n)| (reason, u64::try_from(n).unwrap_or(0)))
+        .collect();
         trails.extend(evidence::trails(&pool, &audit, &theirs).await?);
         results.push(TenantResult {
             label,

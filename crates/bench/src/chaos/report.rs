@@ -139,7 +139,7 @@ impl ChaosReport {
         for r in &self.tenants {
             let a = &r.audit;
             out.push(format!(
-                "{}: accepted {} (HTTP {}, AMQP {}; refused {}), rows {}, sent by Meta {} to {} recipients{}; states {:?}; Meta refused {:?}",
+                "{}: accepted {} (HTTP {}, AMQP {}; refused {}), rows {}, sent by Meta {} to {} recipients{}; states {:?}; Meta refused {:?}; messages by trail reason {:?}",
                 r.label,
                 a.accepted,
                 r.http.accepted,
@@ -151,6 +151,7 @@ impl ChaosReport {
                 a.tier.map_or(String::new(), |t| format!(" (tier {t}, {} held by the cap)", a.cap_held)),
                 a.states,
                 a.graph_errors,
+                a.trail_reasons,
             ));
         }
         out.push(format!(
