@@ -157,11 +157,7 @@ async fn fleet_bench(mut args: FleetArgs) -> anyhow::Result<()> {
     res.remove().await;
     let report = outcome?;
     println!("\n{}", report.render());
-    if let Some(dir) = args.json.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", args.json.display()))?;
+    report::write_json(&args.json, &report)?;
     println!("JSON report: {}", args.json.display());
     Ok(())
 }

@@ -44,6 +44,10 @@ pub struct TenantAudit {
     pub duplicate_rows: Finding,
     /// Not in a final state (and not held by the cap): message ids.
     pub stuck: Finding,
+    /// Final but not `read` (`failed`, `rejected`, `expired`, `cancelled`): every input of
+    /// the run is valid and every fault transient, so each of these is a message that could
+    /// still have been sent and was given up (SPEC §7): message ids.
+    pub given_up: Finding,
     /// `deferred: messaging_limit`: waiting, by design, for a free cap slot.
     pub cap_held: u64,
     /// Rows per state at the end.
@@ -97,6 +101,8 @@ pub fn audit(
         };
         if !held && !FINAL.contains(&row.state.as_str()) {
             out.stuck.add(row.id);
+        } else if FINAL.contains(&row.state.as_str()) && row.state != "read" {
+            out.given_up.add(row.id);
         }
         *out.states.entry(state).or_default() += 1;
     }
@@ -209,6 +215,13 @@ mod tests {
         let a = audit(&records(&["r1", "r2"]), &rows, &sends, None);
         assert_eq!(a.statuses_missing.sample, [rows[0].id.to_string()]);
         assert_eq!(a.stuck.count, 2);
+    }
+
+    #[test]
+    fn a_message_that_ended_failed_was_given_up_not_stuck() {
+        let rows = vec![row("r1", "failed", Some("retries_exhausted"))];
+        let a = audit(&records(&["r1"]), &rows, &[], None);
+        assert_eq!((a.given_up.count, a.stuck.count), (1, 0));
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub async fn trails(
     let mut out = Vec::new();
     for (finding, ids) in [
         ("stuck", &audit.stuck.sample),
+        ("given up", &audit.given_up.sample),
         ("sent twice", &audit.duplicate_sends.sample),
         ("statuses missing", &audit.statuses_missing.sample),
     ] {

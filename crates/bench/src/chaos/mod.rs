@@ -101,11 +101,7 @@ pub async fn chaos(mut args: ChaosArgs) -> anyhow::Result<bool> {
     drop((broker, database));
     let report = outcome?;
     println!("\n{}", report.render());
-    if let Some(dir) = args.json.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", args.json.display()))?;
+    crate::report::write_json(&args.json, &report)?;
     println!(
         "JSON report: {}; service logs in {}",
         args.json.display(),

@@ -27,6 +27,8 @@ pub struct Totals {
     pub duplicate_rows: u64,
     pub duplicate_sends: u64,
     pub stuck: u64,
+    /// Ended `failed` (or another final state but `read`) although it could still be sent.
+    pub given_up: u64,
     pub statuses_missing: u64,
     pub cap_overshoot: u64,
     pub cap_held: u64,
@@ -45,6 +47,7 @@ impl Totals {
             t.duplicate_rows += a.duplicate_rows.count;
             t.duplicate_sends += a.duplicate_sends.count;
             t.stuck += a.stuck.count;
+            t.given_up += a.given_up.count;
             t.statuses_missing += a.statuses_missing.count;
             t.cap_overshoot += a.cap_overshoot;
             t.cap_held += a.cap_held;
@@ -65,6 +68,10 @@ pub fn failures(t: &Totals, drain_finished: bool) -> Vec<String> {
         ),
         (t.duplicate_sends, "sent twice by Meta's count"),
         (t.stuck, "not final (stuck)"),
+        (
+            t.given_up,
+            "given up although every fault was transient (failed)",
+        ),
         (
             t.statuses_missing,
             "accepted by Meta but not read here (statuses missing)",
@@ -165,8 +172,8 @@ impl ChaosReport {
             }
         ));
         out.push(format!(
-            "accepted {}  lost {}  duplicate sends {}  duplicate rows {}  stuck {}  statuses missing {}  cap overshoot {}  recovery problems {}  drain {:.1} s",
-            t.accepted, t.lost, t.duplicate_sends, t.duplicate_rows, t.stuck, t.statuses_missing, t.cap_overshoot, t.recovery_problems, self.drain_seconds
+            "accepted {}  lost {}  duplicate sends {}  duplicate rows {}  stuck {}  given up {}  statuses missing {}  cap overshoot {}  recovery problems {}  drain {:.1} s",
+            t.accepted, t.lost, t.duplicate_sends, t.duplicate_rows, t.stuck, t.given_up, t.statuses_missing, t.cap_overshoot, t.recovery_problems, self.drain_seconds
         ));
         for trail in &self.trails {
             out.push(trail.render());
@@ -201,11 +208,12 @@ mod tests {
             accepted: 10,
             ..Totals::default()
         };
-        let cases: [fn(&mut Totals); 7] = [
+        let cases: [fn(&mut Totals); 8] = [
             |t| t.lost = 1,
             |t| t.duplicate_rows = 1,
             |t| t.duplicate_sends = 1,
             |t| t.stuck = 1,
+            |t| t.given_up = 1,
             |t| t.statuses_missing = 1,
             |t| t.cap_overshoot = 1,
             |t| t.recovery_problems = 1,
