@@ -35,6 +35,11 @@ pub struct PrivateBroker {
 impl PrivateBroker {
     /// Starts a fresh node and waits until it accepts connections.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_node(None).await
+    }
+
+    /// A fresh node; with `cookie`, its Erlang cookie (nodes of one cluster share theirs).
+    pub(crate) async fn start_node(cookie: Option<&str>) -> anyhow::Result<Self> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let node = format!("wafleet-test-{}@localhost", &id[..12]);
         let dir = std::env::temp_dir().join(format!("wafleet-rabbit-{}", &id[..12]));
@@ -56,6 +61,13 @@ impl PrivateBroker {
         ];
         for (name, text) in files {
             fs::write(dir.join(name), text).with_context(|| format!("writing {name}"))?;
+        }
+        if let Some(cookie) = cookie {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.join(".erlang.cookie");
+            fs::write(&path, cookie).context("writing the Erlang cookie")?;
+            // Erlang refuses a cookie file others can read.
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o400))?;
         }
         let path = |name: &str| dir.join(name).display().to_string();
         let env = vec![
@@ -122,6 +134,7 @@ impl PrivateBroker {
         let timeout = BOOT_TIMEOUT.as_secs().to_string();
         self.ctl(&["wait", &pid_file, "--timeout", &timeout])
             .await
+            .map(drop)
             .with_context(|| {
                 format!(
                     "private RabbitMQ node {} did not boot:\n{}",
@@ -149,8 +162,18 @@ impl PrivateBroker {
         Ok(())
     }
 
-    /// Runs `rabbitmqctl -n <node> <args>`.
-    async fn ctl(&self, args: &[&str]) -> anyhow::Result<()> {
+    /// Whether the node was started and not stopped since.
+    pub fn is_running(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// The Erlang node name (`wafleet-test-…@localhost`).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Runs `rabbitmqctl -n <node> <args>` and returns what it printed.
+    pub(crate) async fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
         let mut cmd = Command::new(self.bin.join("rabbitmqctl"));
         cmd.arg("-n")
             .arg(&self.node)

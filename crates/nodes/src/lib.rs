@@ -1,22 +1,25 @@
-//! Servers of a run's own: a RabbitMQ node ([`PrivateBroker`]) and a PostgreSQL server
-//! ([`PrivatePostgres`]), each from the installed binaries, on free loopback ports, with every
+//! Servers of a run's own: a RabbitMQ node ([`PrivateBroker`]) or cluster of nodes
+//! ([`PrivateCluster`]) and a PostgreSQL server ([`PrivatePostgres`]), each from the installed binaries, on free loopback ports, with every
 //! file in a temporary directory. A test or the chaos run (`just chaos`) can stop and start
 //! them under load without touching the shared servers on 5672 and 5432. Dropping one kills it
 //! and removes its directory, also after a panic or an error.
 
 mod broker;
+mod cluster;
+mod front;
 mod ports;
 mod postgres;
 
 pub use broker::PrivateBroker;
+pub use cluster::PrivateCluster;
 pub use postgres::PrivatePostgres;
 
 use anyhow::{Context, bail};
 use std::process::Command;
 
 /// Runs `cmd` off the async threads (a fleet on the same runtime keeps running meanwhile) and
-/// fails with its output when it exits non-zero.
-async fn run(mut cmd: Command, what: &str) -> anyhow::Result<()> {
+/// returns its standard output; fails with its output when it exits non-zero.
+async fn run(mut cmd: Command, what: &str) -> anyhow::Result<String> {
     let what = what.to_owned();
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await?
@@ -29,7 +32,7 @@ async fn run(mut cmd: Command, what: &str) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The last `lines` lines of a log file, for an error message.

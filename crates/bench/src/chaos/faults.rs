@@ -9,7 +9,7 @@ use crate::fleet::Fleet;
 use crate::tenant::call;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use wafleet_nodes::{PrivateBroker, PrivatePostgres};
+use wafleet_nodes::{PrivateCluster, PrivatePostgres};
 
 /// Meta's 5xx answers: `131016` (500, service unavailable) and `2` (503), 5 % each.
 const SERVER_ERRORS: [(i64, u8); 2] = [(131016, 5), (2, 5)];
@@ -17,6 +17,8 @@ const SERVER_ERRORS: [(i64, u8); 2] = [(131016, 5), (2, 5)];
 const LOST_ANSWER_PERCENT: u8 = 1;
 /// A late answer comes this long after the send: past the dispatcher's 20 s Graph timeout.
 const LATE_ANSWER: Duration = Duration::from_secs(25);
+/// How long the node leading the dispatch queues stays down in a cluster (the others serve).
+const CLUSTER_NODE_DOWN: Duration = Duration::from_secs(20);
 /// How long the fleet may take to be ready again after a fault.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -37,7 +39,10 @@ pub struct Done {
 /// What the executor works on.
 pub struct Target<'a> {
     pub fleet: &'a mut Fleet,
-    pub broker: &'a mut PrivateBroker,
+    /// The broker: one node, or a cluster whose dispatch-queue leader is the one stopped.
+    pub broker: &'a mut PrivateCluster,
+    /// The dispatch queues' name prefix (`<p>.dispatch.`).
+    pub dispatch_queues: String,
     pub database: &'a mut PrivatePostgres,
     pub http: &'a reqwest::Client,
     /// Every long-running service and its `/readyz` (the simulator excepted).
@@ -151,15 +156,7 @@ impl Target<'_> {
                 out.detail = self.kill_and_restart(name).await?;
             }
             Fault::KillWebhooks => out.detail = self.kill_and_restart("webhooks").await?,
-            Fault::RestartBroker => {
-                let t = Instant::now();
-                self.broker.stop().await?;
-                self.broker.start_again().await?;
-                out.detail = format!(
-                    "broker stopped and started in {:.1} s",
-                    t.elapsed().as_secs_f64()
-                );
-            }
+            Fault::RestartBroker => out.detail = self.restart_broker().await?,
             Fault::StopDatabase => {
                 self.database.stop().await?;
                 tokio::time::sleep(DATABASE_OUTAGE).await;
@@ -180,6 +177,33 @@ impl Target<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// One node: stopped and started again at once. A cluster: the node leading most dispatch
+    /// queues is stopped, kept down for [`CLUSTER_NODE_DOWN`] while the others serve, and
+    /// started again (it rejoins).
+    async fn restart_broker(&mut self) -> anyhow::Result<String> {
+        let t = Instant::now();
+        if self.broker.len() == 1 {
+            self.broker.stop(0).await?;
+            self.broker.start_again(0).await?;
+            return Ok(format!(
+                "broker stopped and started in {:.1} s",
+                t.elapsed().as_secs_f64()
+            ));
+        }
+        let leader = self.broker.leader_of(&self.dispatch_queues).await?;
+        self.broker.stop(leader).await?;
+        tokio::time::sleep(CLUSTER_NODE_DOWN).await;
+        let moved_to = self.broker.leader_of(&self.dispatch_queues).await?;
+        self.broker.start_again(leader).await?;
+        Ok(format!(
+            "node {} of {} (leading the dispatch queues) stopped for {CLUSTER_NODE_DOWN:?}, their lead moved to node {}, started again in {:.1} s",
+            leader + 1,
+            self.broker.len(),
+            moved_to + 1,
+            t.elapsed().as_secs_f64()
+        ))
     }
 
     /// Clears the simulator's faults (`None`) or adds one.

@@ -23,7 +23,7 @@ use anyhow::Context;
 use report::{ChaosReport, TenantResult, Totals, failures};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use wafleet_nodes::{PrivateBroker, PrivatePostgres};
+use wafleet_nodes::{PrivateCluster, PrivatePostgres};
 
 /// Flags of `wafleet-bench chaos`.
 #[derive(clap::Args, Debug, Clone)]
@@ -34,6 +34,10 @@ pub struct ChaosArgs {
     /// Messages (to distinct recipients) to the tenant with a small tier, half over each path.
     #[arg(long, default_value_t = 500)]
     pub cap_messages: u32,
+    /// RabbitMQ nodes: 1, or a cluster (e.g. 3) behind a front door, whose node leading the
+    /// dispatch queues is the one stopped instead of a broker restart.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nodes: u8,
     /// That tenant's tier (one of Meta's: 250, 2000, …).
     #[arg(long, default_value_t = 250)]
     pub cap_tier: i32,
@@ -85,9 +89,12 @@ pub async fn chaos(mut args: ChaosArgs) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&args.run_dir)
         .with_context(|| format!("creating {}", args.run_dir.display()))?;
     args.run_dir = std::fs::canonicalize(&args.run_dir)?;
-    println!("starting a private PostgreSQL server and RabbitMQ node…");
+    println!(
+        "starting a private PostgreSQL server and {} RabbitMQ node(s)…",
+        args.nodes
+    );
     let mut database = PrivatePostgres::start(MAX_CONNECTIONS).await?;
-    let mut broker = PrivateBroker::start().await?;
+    let mut broker = PrivateCluster::start(usize::from(args.nodes)).await?;
     let res = Resources::create(&database.admin_url(), &broker.amqp_url(), &args.run_dir).await?;
     let mut slot = None;
     let outcome = tokio::select! {
@@ -114,7 +121,7 @@ async fn run(
     args: &ChaosArgs,
     res: &Resources,
     database: &mut PrivatePostgres,
-    broker: &mut PrivateBroker,
+    broker: &mut PrivateCluster,
     slot: &mut Option<Fleet>,
 ) -> anyhow::Result<ChaosReport> {
     let started_at = chrono::Utc::now();
@@ -161,6 +168,7 @@ async fn run(
     let mut target = faults::Target {
         fleet,
         broker,
+        dispatch_queues: format!("{}.dispatch.", res.prefix),
         database,
         http: &http,
         ready,
@@ -290,6 +298,7 @@ async fn run(
     let failures = failures(&totals, finished);
     Ok(ChaosReport {
         started_at,
+        broker_nodes: args.nodes,
         messages: args.messages,
         cap_messages: args.cap_messages,
         offered_rate: args.rate,

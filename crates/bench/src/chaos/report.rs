@@ -99,6 +99,8 @@ pub fn failures(t: &Totals, drain_finished: bool) -> Vec<String> {
 #[derive(Debug, Clone, Serialize)]
 pub struct ChaosReport {
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// RabbitMQ nodes (more than one: a cluster).
+    pub broker_nodes: u8,
     pub messages: u32,
     pub cap_messages: u32,
     pub offered_rate: f64,
@@ -122,7 +124,8 @@ impl ChaosReport {
     pub fn render(&self) -> String {
         let t = &self.totals;
         let mut out = vec![format!(
-            "wafleet chaos: {} messages (half HTTP, half AMQP) + {} to a small-tier tenant at {:.0}/s offered; ambiguous resend after {}, retry tiers {}",
+            "wafleet chaos: {} RabbitMQ node(s); {} messages (half HTTP, half AMQP) + {} to a small-tier tenant at {:.0}/s offered; ambiguous resend after {}, retry tiers {}",
+            self.broker_nodes,
             self.messages,
             self.cap_messages,
             self.offered_rate,
