@@ -19,6 +19,10 @@ const LOST_ANSWER_PERCENT: u8 = 1;
 const LATE_ANSWER: Duration = Duration::from_secs(25);
 /// How long the node leading the dispatch queues stays down in a cluster (the others serve).
 const CLUSTER_NODE_DOWN: Duration = Duration::from_secs(20);
+/// After the fleet is ready again, how long the shards settle before, and how long the window
+/// is over which, each sender must have been sent for by one dispatcher only.
+const SETTLE: Duration = Duration::from_secs(3);
+const OWNER_WINDOW: Duration = Duration::from_secs(3);
 /// How long the fleet may take to be ready again after a fault.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -172,7 +176,10 @@ impl Target<'_> {
                 | Fault::StopDatabase
         ) {
             match self.all_ready().await {
-                Ok(after) => out.ready_after_s = Some(after),
+                Ok(after) => {
+                    out.ready_after_s = Some(after);
+                    out.problem = self.two_owners().await;
+                }
                 Err(why) => out.problem = Some(why),
             }
         }
@@ -227,6 +234,33 @@ impl Target<'_> {
             "{name} (pid {pid}) SIGKILLed, started again as pid {}",
             service.pid
         ))
+    }
+
+    /// Senders sent for by both dispatchers within [`OWNER_WINDOW`] (after [`SETTLE`]), if any.
+    async fn two_owners(&self) -> Option<String> {
+        tokio::time::sleep(SETTLE).await;
+        let before = self.sends_per_sender().await;
+        tokio::time::sleep(OWNER_WINDOW).await;
+        let shared = super::owners::shared_senders(&before, &self.sends_per_sender().await);
+        (!shared.is_empty()).then(|| {
+            format!(
+                "{} senders sent for by two dispatchers within {OWNER_WINDOW:?}",
+                shared.len()
+            )
+        })
+    }
+
+    /// Each dispatcher's sends per sender, from its `/metrics`.
+    async fn sends_per_sender(&self) -> Vec<std::collections::HashMap<String, f64>> {
+        let mut out = Vec::new();
+        for (_, url) in &self.dispatchers {
+            let page = match self.http.get(format!("{url}/metrics")).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            out.push(super::owners::sends_per_sender(&page));
+        }
+        out
     }
 
     /// The dispatcher with the most Graph calls over the next second (the shards' single

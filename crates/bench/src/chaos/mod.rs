@@ -10,6 +10,7 @@
 mod audit;
 mod evidence;
 mod faults;
+mod owners;
 mod push;
 mod report;
 mod schedule;
