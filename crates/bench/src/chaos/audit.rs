@@ -69,6 +69,10 @@ pub struct TenantAudit {
     /// Messages whose trail holds each event reason (`retry`, `awaiting_status` for a lost
     /// answer, …): the faults as the fleet met them. Filled in by the caller.
     pub trail_reasons: BTreeMap<String, u64>,
+    /// Messages claimed (`dispatching`) more often than an outcome was recorded for them: a
+    /// claim lost to a killed dispatcher or a failed write, which waits out
+    /// `ambiguous_resend_after` before it is claimed again. Filled in by the caller.
+    pub claims_without_outcome: u64,
 }
 
 /// Audits one tenant: `accepted` are the record ids the load was told were accepted, `rows`

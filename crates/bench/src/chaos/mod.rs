@@ -286,6 +286,18 @@ async fn run(
         .into_iter()
         .map(|(reason, n)| (reason, u64::try_from(n).unwrap_or(0)))
         .collect();
+        // Every outcome but the last is a `deferred` event (a retry or a hold) before the
+        // next claim; a claim beyond that had no outcome.
+        let (lost_claims,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM (
+                 SELECT message_id FROM message_events WHERE tenant_id = $1 GROUP BY message_id
+                 HAVING count(*) FILTER (WHERE state = 'dispatching')
+                      > 1 + count(*) FILTER (WHERE state = 'deferred')) x",
+        )
+        .bind(tenant.id.parse::<uuid::Uuid>()?)
+        .fetch_one(&pool)
+        .await?;
+        audit.claims_without_outcome = u64::try_from(lost_claims).unwrap_or(0);
         trails.extend(evidence::trails(&pool, &audit, &theirs).await?);
         results.push(TenantResult {
             label,

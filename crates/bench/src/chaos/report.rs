@@ -149,7 +149,7 @@ impl ChaosReport {
         for r in &self.tenants {
             let a = &r.audit;
             out.push(format!(
-                "{}: accepted {} (HTTP {}, AMQP {}; refused {}), rows {}, sent by Meta {} to {} recipients{}; states {:?}; Meta refused {:?}; messages by trail reason {:?}",
+                "{}: accepted {} (HTTP {}, AMQP {}; refused {}), rows {}, sent by Meta {} to {} recipients{}; states {:?}; Meta refused {:?}; messages by trail reason {:?}; claims without an outcome {}",
                 r.label,
                 a.accepted,
                 r.http.accepted,
@@ -162,6 +162,7 @@ impl ChaosReport {
                 a.states,
                 a.graph_errors,
                 a.trail_reasons,
+                a.claims_without_outcome,
             ));
         }
         out.push(format!(
