@@ -56,6 +56,11 @@ bench-fleet *args: services
     cargo build --release -p wafleet-wafleet -p wafleet-bench
     "${CARGO_TARGET_DIR:-target}/release/wafleet-bench" fleet {{args}}
 
+# Issue 13's faults against the release fleet on a private PostgreSQL and RabbitMQ: exits non-zero on any loss, duplicate send, stuck message, missing status or cap overshoot, e.g. `just chaos --messages 5000`, or on a 3-node cluster `just chaos --nodes 3`
+chaos *args:
+    cargo build --release -p wafleet-wafleet -p wafleet-bench
+    "${CARGO_TARGET_DIR:-target}/release/wafleet-bench" chaos {{args}}
+
 # The webhook receiver at 1,000 signed POSTs/s for 10 s: p50/p90/p99 of the 200s (WAFLEET_BENCH_RATE to change)
 bench-webhooks: services
     cargo nextest run --release -p wafleet-tests --run-ignored only -E 'test(/webhook_bench/)' --no-capture

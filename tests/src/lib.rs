@@ -552,7 +552,6 @@ fn init_test_log() {
 }
 
 pub mod admin;
-pub mod broker_node;
 pub mod campaigns;
 pub mod events;
 pub mod observe;

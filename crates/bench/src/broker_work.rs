@@ -49,7 +49,7 @@ pub struct BrokerWork {
 }
 
 /// Sums every sample of `name` in a Prometheus text page (all label sets).
-fn sum_of(page: &str, name: &str) -> f64 {
+pub fn sum_of(page: &str, name: &str) -> f64 {
     page.lines()
         .filter(|l| {
             l.strip_prefix(name)

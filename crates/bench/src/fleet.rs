@@ -84,13 +84,15 @@ pub async fn run_cli(
 }
 
 impl Fleet {
-    /// Migrates the run's database and starts the simulator, webhooks and ingest.
+    /// Migrates the run's database and starts the simulator, webhooks and ingest. `extra_env`
+    /// (e.g. tuning knobs) goes to every service after the fleet's own variables.
     pub async fn start(
         bin: PathBuf,
         dir: &Path,
         res: &Resources,
         http: &reqwest::Client,
         log_level: &str,
+        extra_env: &[(String, String)],
     ) -> anyhow::Result<Self> {
         let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
         let addr = |p: u16| format!("127.0.0.1:{p}");
@@ -120,6 +122,7 @@ impl Fleet {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(extra_env.iter().cloned())
         .collect();
         run_cli(&bin, dir, &env, &["migrate".into()]).await?;
         let mut fleet = Self {
@@ -133,30 +136,48 @@ impl Fleet {
             dispatcher_url: format!("http://{}", addr(dispatcher)),
         };
         let sim_ready = format!("{}/_sim/stats", fleet.sim_url);
-        fleet.spawn("meta-sim", http, &sim_ready).await?;
+        fleet
+            .spawn("meta-sim", "meta-sim", &[], http, &sim_ready)
+            .await?;
         let ready = format!("{}/readyz", fleet.webhooks_url);
-        fleet.spawn("webhooks", http, &ready).await?;
+        fleet
+            .spawn("webhooks", "webhooks", &[], http, &ready)
+            .await?;
         let ready = format!("{}/readyz", fleet.ingest_url);
-        fleet.spawn("ingest", http, &ready).await?;
+        fleet.spawn("ingest", "ingest", &[], http, &ready).await?;
         Ok(fleet)
     }
 
     /// Starts the dispatcher and waits until it is ready.
     pub async fn start_dispatcher(&mut self, http: &reqwest::Client) -> anyhow::Result<()> {
         let ready = format!("{}/readyz", self.dispatcher_url);
-        self.spawn("dispatcher", http, &ready).await
+        self.spawn("dispatcher", "dispatcher", &[], http, &ready)
+            .await
     }
 
-    async fn spawn(
+    /// Starts `wafleet <subcommand>` as `name` (its log is `<name>.log`) with the fleet's
+    /// variables plus `extra_env`, and waits until `ready_url` answers 200.
+    pub async fn spawn(
         &mut self,
+        subcommand: &'static str,
         name: &'static str,
+        extra_env: &[(String, String)],
         http: &reqwest::Client,
         ready_url: &str,
     ) -> anyhow::Result<()> {
-        let mut service = Service::spawn(&self.bin, name, &self.env, &self.dir)?;
+        let env: Vec<_> = self.env.iter().chain(extra_env).cloned().collect();
+        let mut service = Service::spawn(&self.bin, subcommand, name, &env, &self.dir)?;
         let ready = service.wait_ready(http, ready_url).await;
         self.services.push(service);
         ready
+    }
+
+    /// The service called `name`.
+    pub fn service(&mut self, name: &str) -> anyhow::Result<&mut Service> {
+        self.services
+            .iter_mut()
+            .find(|s| s.name == name)
+            .with_context(|| format!("no service {name} in the fleet"))
     }
 
     /// A `wafleet` admin command with the fleet's configuration.

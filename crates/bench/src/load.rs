@@ -55,6 +55,9 @@ pub struct LoadOutcome {
     pub first_refusal: Option<String>,
     /// From the first request to the last answer or confirm.
     pub push_seconds: f64,
+    /// Which messages (their `i`) were accepted, for the chaos run's per-message audit.
+    #[serde(skip)]
+    pub accepted_indices: Vec<u32>,
 }
 
 /// How the generators are tuned (command-line flags).
@@ -67,7 +70,13 @@ pub struct LoadTuning {
     pub offered_rate: Option<f64>,
     /// Senders the AMQP and HTTP paths spread over (the first ones of the tenant).
     pub senders: usize,
+    /// How long a message that got no answer, a 5xx or a 429 is tried again (with the same
+    /// idempotency key, as an upstream service would); `None`: refused at once.
+    pub retry_for: Option<Duration>,
 }
+
+/// The pause between two tries of one message.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// Waits until message `i` is due at the offered rate (at once when there is none).
 async fn pace(started: Instant, i: u32, rate: Option<f64>) {
@@ -77,16 +86,26 @@ async fn pace(started: Instant, i: u32, rate: Option<f64>) {
     }
 }
 
+/// The candidate record of message `i` of `path` (one record per message).
+pub fn record_id(path: Path, i: u32) -> String {
+    format!("bench-{path:?}-{i}")
+}
+
 /// One message of `path`: recipient `i`, sender `i mod senders` (at most the tenant's 20).
-fn message(path: Path, i: u32, tenant: &Tenant, senders: usize) -> Value {
+pub fn message(path: Path, i: u32, tenant: &Tenant, senders: usize) -> Value {
     let senders = senders.clamp(1, tenant.senders.len());
     json!({
         "to": recipient(path.series(), i),
-        "record": {"type": "candidate", "id": format!("bench-{:?}-{i}", path)},
+        "record": {"type": "candidate", "id": record_id(path, i)},
         "sender": tenant.senders[i as usize % senders],
         "template": {"name": TEMPLATE, "language": "en_GB"},
         "merge_fields": {"KNOWNAS": "Anna", "CONSULTANTUSERNAME": "Sam"},
     })
+}
+
+/// The AMQP `message_id` (the idempotency key) of message `i` of a run.
+pub fn amqp_message_id(run_id: &str, i: u32) -> String {
+    format!("bench-{run_id}-amqp-{i}")
 }
 
 /// Publishes `n` messages to the intake exchange with a window of outstanding confirms.
@@ -113,7 +132,7 @@ pub async fn amqp(
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
-            .with_message_id(format!("bench-{}-amqp-{i}", tuning.run_id).into())
+            .with_message_id(amqp_message_id(&tuning.run_id, i).into())
             .with_headers(headers.clone());
         window
             .publish(exchange, "send", &serde_json::to_vec(&body)?, properties)
@@ -128,6 +147,8 @@ pub async fn amqp(
         refused: window.failed,
         first_refusal: window.first_failure,
         push_seconds,
+        // The window counts confirms, not which message each was for.
+        accepted_indices: Vec::new(),
     })
 }
 
@@ -150,7 +171,8 @@ pub async fn http(
         .map(|_| {
             let (client, next, url) = (client.clone(), Arc::clone(&next), url.clone());
             let (key, run_id) = (tenant.api_key.clone(), tuning.run_id.clone());
-            let (rate, senders) = (tuning.offered_rate, tuning.senders);
+            let (rate, senders, retry_for) =
+                (tuning.offered_rate, tuning.senders, tuning.retry_for);
             let tenant = Arc::clone(&shared);
             tokio::spawn(async move {
                 let mut out = LoadOutcome::default();
@@ -161,27 +183,40 @@ pub async fn http(
                     }
                     out.offered += 1;
                     pace(started, i, rate).await;
-                    let res = client
-                        .post(&url)
-                        .bearer_auth(&key)
-                        .header("Idempotency-Key", format!("bench-{run_id}-http-{i}"))
-                        .json(&message(Path::Http, i, &tenant, senders))
-                        .send()
-                        .await;
-                    match res {
-                        Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => out.accepted += 1,
-                        Ok(r) => {
-                            out.refused += 1;
-                            let status = r.status();
-                            let body = r.text().await.unwrap_or_default();
-                            out.first_refusal.get_or_insert_with(|| {
-                                mask_phone_numbers(&format!("{status} {body}"))
-                            });
+                    let first_try = Instant::now();
+                    let refusal = loop {
+                        let res = client
+                            .post(&url)
+                            .bearer_auth(&key)
+                            .header("Idempotency-Key", format!("bench-{run_id}-http-{i}"))
+                            .json(&message(Path::Http, i, &tenant, senders))
+                            .send()
+                            .await;
+                        let (refusal, retryable) = match res {
+                            Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => break None,
+                            Ok(r) => {
+                                let status = r.status();
+                                let retryable = status.is_server_error()
+                                    || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+                                let body = r.text().await.unwrap_or_default();
+                                (format!("{status} {body}"), retryable)
+                            }
+                            Err(err) => (err.to_string(), true),
+                        };
+                        if !retryable || retry_for.is_none_or(|f| first_try.elapsed() > f) {
+                            break Some(refusal);
                         }
-                        Err(err) => {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    };
+                    match refusal {
+                        None => {
+                            out.accepted += 1;
+                            out.accepted_indices.push(i);
+                        }
+                        Some(refusal) => {
                             out.refused += 1;
                             out.first_refusal
-                                .get_or_insert_with(|| mask_phone_numbers(&err.to_string()));
+                                .get_or_insert_with(|| mask_phone_numbers(&refusal));
                         }
                     }
                 }
@@ -194,6 +229,7 @@ pub async fn http(
         total.offered += part.offered;
         total.accepted += part.accepted;
         total.refused += part.refused;
+        total.accepted_indices.extend(part.accepted_indices);
         if total.first_refusal.is_none() {
             total.first_refusal = part.first_refusal;
         }

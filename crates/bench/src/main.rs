@@ -4,10 +4,15 @@
 //! database's raw ceilings, pushes N messages through each intake path and reports throughput,
 //! latency, drain times and each process's CPU and memory, as a table and as JSON.
 //!
-//! It is a benchmark, not a test: `just test` does not run it.
+//! `wafleet-bench chaos` (`just chaos`) runs the fleet the same way on a PostgreSQL server and
+//! a RabbitMQ node of its own while it kills processes, restarts the servers and makes Meta
+//! misbehave, then audits every message (see `chaos`).
+//!
+//! Neither is a test `just test` runs: a benchmark, and a run of several minutes.
 
 mod broker_work;
 mod ceilings;
+mod chaos;
 mod confirms;
 mod db_work;
 mod fleet;
@@ -36,6 +41,8 @@ struct Cli {
 enum Command {
     /// The whole fleet as separate processes: every intake path, the raw ceilings beside it.
     Fleet(FleetArgs),
+    /// The fleet under faults on private servers: nothing lost, sent twice, stuck or over the cap.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// Flags of `wafleet-bench fleet`.
@@ -105,7 +112,6 @@ pub struct FleetArgs {
 }
 
 fn main() -> ExitCode {
-    let Command::Fleet(args) = Cli::parse().command;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -116,8 +122,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(fleet_bench(args)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let outcome = match Cli::parse().command {
+        Command::Fleet(args) => runtime.block_on(fleet_bench(args)).map(|()| true),
+        Command::Chaos(args) => runtime.block_on(chaos::chaos(args)),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
@@ -146,11 +157,7 @@ async fn fleet_bench(mut args: FleetArgs) -> anyhow::Result<()> {
     res.remove().await;
     let report = outcome?;
     println!("\n{}", report.render());
-    if let Some(dir) = args.json.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", args.json.display()))?;
+    report::write_json(&args.json, &report)?;
     println!("JSON report: {}", args.json.display());
     Ok(())
 }

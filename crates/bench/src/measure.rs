@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 /// Message states after which nothing more happens.
 pub const FINAL: [&str; 5] = ["read", "rejected", "failed", "expired", "cancelled"];
+/// How [`drain`] counts a row the portfolio cap holds (`deferred` with reason
+/// `messaging_limit`): by design it waits for a free slot, up to 24 h.
+pub const CAP_HELD: &str = "deferred:messaging_limit";
 /// How often the drain polls the database. Each poll counts the path's rows by state (a scan
 /// of the tenant's outbound rows), so it stays at once a second to keep its share of the
 /// database small.
@@ -31,15 +34,18 @@ pub struct Drain {
     pub states: BTreeMap<String, u64>,
 }
 
-/// The path's outbound rows per state, created since `since`.
+/// The path's outbound rows per state (a cap hold counted as [`CAP_HELD`]), created since
+/// `since`.
 async fn state_counts(
     pool: &sqlx::PgPool,
     tenant: uuid::Uuid,
     since: DateTime<Utc>,
 ) -> anyhow::Result<BTreeMap<String, u64>> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT state, count(*) FROM messages
-         WHERE tenant_id = $1 AND direction = 'out' AND created_at >= $2 GROUP BY state",
+        "SELECT CASE WHEN state = 'deferred' AND reason = 'messaging_limit'
+                     THEN 'deferred:messaging_limit' ELSE state END, count(*)
+         FROM messages
+         WHERE tenant_id = $1 AND direction = 'out' AND created_at >= $2 GROUP BY 1",
     )
     .bind(tenant)
     .bind(since)
@@ -59,8 +65,9 @@ pub struct Bounds {
     pub stall: Duration,
 }
 
-/// Polls until `expected` rows are final (or `timeout` after `started`, or no row changed state
-/// for `stall`), noting when all of them were `delivered` (or later) and `read`.
+/// Polls until `expected` rows are in one of the `settled` states (usually [`FINAL`]; or
+/// `timeout` after `started`, or no row changed state for `stall`), noting when all of them
+/// were `delivered` (or later) and `read`.
 pub async fn drain(
     pool: &sqlx::PgPool,
     fleet: &mut Fleet,
@@ -68,6 +75,7 @@ pub async fn drain(
     since: DateTime<Utc>,
     expected: u64,
     bounds: Bounds,
+    settled: &[&str],
 ) -> anyhow::Result<Drain> {
     let Bounds {
         started,
@@ -88,7 +96,7 @@ pub async fn drain(
         if out.all_read_s.is_none() && count(&["read"]) >= expected {
             out.all_read_s = Some(now);
         }
-        let done = count(&FINAL) >= expected;
+        let done = count(settled) >= expected;
         if states != out.states {
             last_change = Instant::now();
         }
@@ -99,7 +107,7 @@ pub async fn drain(
                 states.values().sum::<u64>(),
                 count(&["sent", "delivered", "read"]),
                 count(&["read"]),
-                count(&FINAL),
+                count(settled),
             );
         }
         out.states = states;
@@ -119,12 +127,28 @@ pub async fn drain(
 }
 
 /// One request the simulator's send endpoint received (the fields we use).
-#[derive(Debug, Deserialize)]
-struct RecordedSend {
-    at: DateTime<Utc>,
-    biz_opaque_callback_data: Option<String>,
-    wamid: Option<String>,
-    error_code: Option<i64>,
+#[derive(Debug, Clone, Deserialize)]
+pub struct RecordedSend {
+    pub at: DateTime<Utc>,
+    pub phone_number_id: String,
+    pub to: String,
+    /// Our message id.
+    pub biz_opaque_callback_data: Option<String>,
+    /// Set when Meta accepted the message (also when the answer was then lost).
+    pub wamid: Option<String>,
+    pub error_code: Option<i64>,
+}
+
+/// Every send request the simulator received since its last reset.
+pub async fn sim_sends(http: &reqwest::Client, sim_url: &str) -> anyhow::Result<Vec<RecordedSend>> {
+    Ok(http
+        .get(format!("{sim_url}/_sim/sends"))
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
 }
 
 /// The path's figures from the rows and the simulator's record.
@@ -171,14 +195,7 @@ pub async fn figures(
     .await?;
     let created: HashMap<String, DateTime<Utc>> =
         rows.iter().map(|(id, at)| (id.to_string(), *at)).collect();
-    let sends: Vec<RecordedSend> = http
-        .get(format!("{sim_url}/_sim/sends"))
-        .timeout(Duration::from_secs(300))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let sends = sim_sends(http, sim_url).await?;
 
     let mut out = Figures {
         rows: rows.len() as u64,

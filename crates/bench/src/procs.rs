@@ -26,10 +26,16 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 /// One running `wafleet <subcommand>`.
 pub struct Service {
+    /// What the reports and logs call it (`dispatcher-a`); the subcommand unless given.
     pub name: &'static str,
     pub pid: u32,
     child: Child,
     pub log: PathBuf,
+    /// How to start it again ([`Service::restart`]).
+    bin: PathBuf,
+    subcommand: &'static str,
+    env: Vec<(String, String)>,
+    dir: PathBuf,
 }
 
 impl Service {
@@ -37,28 +43,48 @@ impl Service {
     /// user's `WAFLEET_*` tuning knobs pass through), stdout and stderr to `dir/<name>.log`.
     pub fn spawn(
         bin: &Path,
+        subcommand: &'static str,
         name: &'static str,
         env: &[(String, String)],
         dir: &Path,
     ) -> anyhow::Result<Self> {
         let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).with_context(|| format!("{}", log.display()))?;
-        let child = Command::new(bin)
-            .arg(name)
-            .current_dir(dir)
-            .env_remove(OTLP_ENDPOINT)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {} {name}", bin.display()))?;
+        let child = start(bin, subcommand, env, dir, std::fs::File::create(&log), &log)?;
         Ok(Self {
             name,
             pid: child.id(),
             child,
             log,
+            bin: bin.to_owned(),
+            subcommand,
+            env: env.to_vec(),
+            dir: dir.to_owned(),
         })
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would end it: no graceful shutdown at all.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the (ended) process again with the same command and environment, its output
+    /// appended to the same log.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            bail!("wafleet {} is still running", self.name);
+        }
+        let log = std::fs::OpenOptions::new().append(true).open(&self.log);
+        self.child = start(
+            &self.bin,
+            self.subcommand,
+            &self.env,
+            &self.dir,
+            log,
+            &self.log,
+        )?;
+        self.pid = self.child.id();
+        Ok(())
     }
 
     /// Fails if the process has exited (a service that dies mid-run invalidates the figures).
@@ -116,6 +142,28 @@ impl Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns `bin subcommand` with its output to `log` (opened by the caller).
+fn start(
+    bin: &Path,
+    subcommand: &str,
+    env: &[(String, String)],
+    dir: &Path,
+    log: std::io::Result<std::fs::File>,
+    log_path: &Path,
+) -> anyhow::Result<Child> {
+    let out = log.with_context(|| format!("{}", log_path.display()))?;
+    Command::new(bin)
+        .arg(subcommand)
+        .current_dir(dir)
+        .env_remove(OTLP_ENDPOINT)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .with_context(|| format!("starting {} {subcommand}", bin.display()))
 }
 
 impl Drop for Service {

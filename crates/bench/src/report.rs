@@ -47,6 +47,16 @@ pub struct Report {
     pub paths: Vec<PathResult>,
 }
 
+/// Writes `report` as pretty JSON to `path`, creating its directory.
+pub fn write_json(path: &std::path::Path, report: &impl Serialize) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(report)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// `part` as a percentage of `whole`.
 pub fn percent_of(part: Option<f64>, whole: f64) -> Option<f64> {
     part.filter(|_| whole > 0.0).map(|p| p / whole * 100.0)

@@ -54,7 +54,8 @@ pub async fn run(
         res.db_name,
         res.prefix
     );
-    let fleet = slot.insert(Fleet::start(bin, &args.run_dir, res, &http, &args.log_level).await?);
+    let fleet =
+        slot.insert(Fleet::start(bin, &args.run_dir, res, &http, &args.log_level, &[]).await?);
     let tenant = tenant::set_up(fleet, &http, &pool, res).await?;
     fleet.start_dispatcher(&http).await?;
     println!(
@@ -71,6 +72,7 @@ pub async fn run(
         offered_rate: (args.offered_rate > 0.0).then_some(args.offered_rate),
         senders: args.senders as usize,
         run_id: res.prefix.clone(),
+        retry_for: None,
     };
     let ctx = Ctx {
         args,
@@ -165,7 +167,16 @@ async fn run_path(path: Path, ctx: &Ctx<'_>, fleet: &mut Fleet) -> anyhow::Resul
         timeout,
         stall: Duration::from_secs(args.stall_timeout),
     };
-    let drain = measure::drain(pool, fleet, tenant_id, since, pushed.accepted, bounds).await?;
+    let drain = measure::drain(
+        pool,
+        fleet,
+        tenant_id,
+        since,
+        pushed.accepted,
+        bounds,
+        &FINAL,
+    )
+    .await?;
     let wall_seconds = started.elapsed().as_secs_f64();
     let (processes, machine_busy_percent) = cpu.usage_since(&fleet.services);
     let figures = measure::figures(pool, http, &fleet.sim_url, tenant_id, since).await?;

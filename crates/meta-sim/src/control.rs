@@ -143,12 +143,12 @@ async fn mark_unreachable(
 }
 
 async fn add_fault(State(sim): State<Arc<Sim>>, Json(fault): Json<Fault>) -> StatusCode {
-    sim.lock().faults.push(fault);
+    sim.lock().add_fault(fault, Instant::now());
     StatusCode::NO_CONTENT
 }
 
 async fn clear_faults(State(sim): State<Arc<Sim>>) -> StatusCode {
-    sim.lock().faults.clear();
+    sim.lock().clear_faults();
     StatusCode::NO_CONTENT
 }
 

@@ -135,7 +135,13 @@ async fn accept(
             return Err(GraphError::new(130429, details_for(130429)));
         }
         let template = request.pointer("/template/name").and_then(Value::as_str);
-        inner.take_fault("messages", phone_number_id, &wa_id, template)
+        inner.take_fault(
+            "messages",
+            phone_number_id,
+            &wa_id,
+            template,
+            Instant::now(),
+        )
     };
     let mut lost = None;
     if let Some(fault) = &fault

@@ -115,7 +115,7 @@ fn admit(inner: &mut Inner, edge: &'static str, id: &str) -> Result<(), GraphErr
 
 /// The error an injected fault for `endpoint` on `object_id` answers with, if any.
 pub(crate) fn injected(inner: &mut Inner, endpoint: &str, object_id: &str) -> Option<GraphError> {
-    let fault = inner.take_fault(endpoint, object_id, "", None)?;
+    let fault = inner.take_fault(endpoint, object_id, "", None, Instant::now())?;
     let code = fault.code?;
     let mut error = GraphError::new(code, details_for(code));
     if let Some(status) = fault.http_status.and_then(|s| StatusCode::from_u16(s).ok()) {

@@ -47,7 +47,7 @@ pub(crate) struct Inner {
     windows: HashMap<(String, String), Vec<Instant>>,
     pub sends: Vec<RecordedSend>,
     limiters: HashMap<String, TokenBucket>,
-    pub faults: Vec<Fault>,
+    faults: Vec<ActiveFault>,
     pub default_mps: u32,
     /// Numbers that still need OTP verification (`crate::verification`); absent = verified.
     pub unverified: HashMap<String, crate::verification::Pending>,
@@ -56,6 +56,12 @@ pub(crate) struct Inner {
     pub app_id: String,
     /// Embedded Signup, subscriptions, registrations, PINs and display names.
     pub onboarding: crate::onboarding::OnboardingState,
+}
+
+/// An injected fault and, for one with `for_ms`, when it ends.
+struct ActiveFault {
+    fault: Fault,
+    until: Option<Instant>,
 }
 
 /// A registered template with its Graph ID.
@@ -224,17 +230,34 @@ impl Inner {
             })
     }
 
+    /// Adds a fault; one with `for_ms` ends that long from `now`.
+    pub fn add_fault(&mut self, fault: Fault, now: Instant) {
+        let until = fault.for_ms.map(|ms| now + Duration::from_millis(ms));
+        self.faults.push(ActiveFault { fault, until });
+    }
+
+    pub fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
     /// The first fault matching this request to `endpoint` (`messages`, `register`…) on the
-    /// object `object_id` (a number, or a WABA), consuming one of its `times`.
+    /// object `object_id` (a number, or a WABA), consuming one of its `times`; faults whose
+    /// time is over are dropped first.
     pub fn take_fault(
         &mut self,
         endpoint: &str,
         object_id: &str,
         to_digits: &str,
         template: Option<&str>,
+        now: Instant,
     ) -> Option<Fault> {
-        let index = self.faults.iter().position(|f| {
-            f.endpoint.as_deref().unwrap_or("messages") == endpoint
+        self.faults
+            .retain(|f| f.until.is_none_or(|until| now < until));
+        let index = self
+            .faults
+            .iter()
+            .position(|ActiveFault { fault: f, .. }| {
+                f.endpoint.as_deref().unwrap_or("messages") == endpoint
                 && f.phone_number_id.as_deref().is_none_or(|id| id == object_id)
                 && f.to.as_deref().is_none_or(|to| digits(to) == to_digits)
                 && f.template.as_deref().is_none_or(|t| Some(t) == template)
@@ -242,8 +265,8 @@ impl Inner {
                 // A rate below 100 % lets the rest through untouched (and uncounted).
                 && f.error_rate_percent
                     .is_none_or(|p| rand::random_range(0..100u8) < p)
-        })?;
-        let fault = &mut self.faults[index];
+            })?;
+        let fault = &mut self.faults[index].fault;
         let taken = fault.clone();
         if let Some(times) = fault.times.as_mut() {
             *times -= 1;

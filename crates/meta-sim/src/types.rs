@@ -115,6 +115,10 @@ pub struct Fault {
     /// How many matching requests the fault applies to; until cleared when absent.
     #[serde(default)]
     pub times: Option<u32>,
+    /// How long the fault lasts from when it was added, in milliseconds (a burst, e.g. of
+    /// `130429` while a number is over its throughput); until cleared when absent.
+    #[serde(default)]
+    pub for_ms: Option<u64>,
     /// Only template sends of this template name; any request when absent.
     #[serde(default)]
     pub template: Option<String>,

@@ -196,6 +196,34 @@ async fn an_injected_fault_answers_with_its_code_for_the_given_number_of_request
 }
 
 #[tokio::test]
+async fn a_fault_with_for_ms_answers_with_its_code_only_until_its_time_is_over() {
+    // Arrange: a burst of 130429 for 300 ms, as when a number is over its throughput.
+    let sim = TestSim::start(None).await;
+    sim.register_defaults(None).await;
+    sim.client
+        .post(format!("{}/_sim/faults", sim.base))
+        .json(&json!({"code": 130429, "for_ms": 300}))
+        .send()
+        .await
+        .expect("fault");
+
+    // Act
+    let (during, answer) = sim
+        .send(NUMBER, template_send("+15550001111", "j", &["x"]))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (after, _) = sim
+        .send(NUMBER, template_send("+15550001111", "j", &["x"]))
+        .await;
+
+    // Assert
+    assert_eq!(during, StatusCode::BAD_REQUEST);
+    assert_error_shape(&answer, 130429);
+    assert_eq!(after, StatusCode::OK);
+    sim.stop().await;
+}
+
+#[tokio::test]
 async fn a_body_without_messaging_product_whatsapp_is_refused_with_code_100() {
     // Arrange
     let sim = TestSim::start(None).await;

@@ -6,7 +6,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use wafleet_tests::{TestFleet, broker_node::PrivateBroker, id_of, observe::metric};
+use wafleet_nodes::PrivateBroker;
+use wafleet_tests::{TestFleet, id_of, observe::metric};
 
 /// The connections of the fleet, as `wafleet_broker_connected` labels them.
 const CONNECTIONS: [&str; 6] = [
@@ -29,7 +30,7 @@ const OUTAGE: Duration = Duration::from_secs(6);
 #[tokio::test]
 async fn after_broker_restarts_every_service_recovers_by_itself_and_no_message_is_lost_or_sent_twice()
  {
-    let mut broker = PrivateBroker::start().await;
+    let mut broker = PrivateBroker::start().await.expect("private RabbitMQ node");
     let url = broker.amqp_url();
     let t = TestFleet::start_with(|s| {
         s.amqp_url = url;
@@ -59,14 +60,14 @@ async fn after_broker_restarts_every_service_recovers_by_itself_and_no_message_i
 
     // A restart as an operator does one (stop, start at once), under a steady stream of sends.
     let (steady, first_ready) = tokio::join!(keep_sending(&t, "BR-RESTART", 80), async {
-        broker.stop().await;
-        broker.start_again().await;
+        broker.stop().await.expect("broker stop");
+        broker.start_again().await.expect("broker start");
         ready_again(&t, &services).await
     });
     before.extend(steady);
     // Then an outage: stopped, kept down for OUTAGE, started again; sends go on meanwhile.
     let (steady, (second_ready, down)) = tokio::join!(keep_sending(&t, "BR-OUTAGE", 120), async {
-        broker.stop().await;
+        broker.stop().await.expect("broker stop");
         let stopped = Instant::now();
         for s in &services {
             let body = t
@@ -78,7 +79,7 @@ async fn after_broker_restarts_every_service_recovers_by_itself_and_no_message_i
         }
         let down = t.scrape(&services[0]).await;
         tokio::time::sleep(OUTAGE.saturating_sub(stopped.elapsed())).await;
-        broker.start_again().await;
+        broker.start_again().await.expect("broker start");
         (ready_again(&t, &services).await, down)
     });
     before.extend(steady);

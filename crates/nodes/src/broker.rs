@@ -1,17 +1,18 @@
-//! A RabbitMQ node of a test's own, so the test can really stop and restart a broker without
-//! touching the one every other test shares (127.0.0.1:5672).
+//! A RabbitMQ node of a run's own, so a test or the chaos run can really stop and restart a
+//! broker without touching the one everything else shares (127.0.0.1:5672).
 //!
 //! The node runs from the installed `rabbitmq-server` (Debian's layout: `/usr/lib/rabbitmq/bin`,
 //! or `WAFLEET_TEST_RABBITMQ_BIN`) with its own node name, AMQP and distribution ports, and
 //! every file (data, logs, config, Erlang cookie) in a temporary directory; no plugins, so no
 //! management or Prometheus port can clash. A restart keeps the port and the data directory, so
 //! durable queues and persistent messages survive it as they would in production. Dropping the
-//! value kills the node and removes the directory, also when the test panicked.
+//! value kills the node and removes the directory.
 
+use crate::{ports::free_ports, run, tail};
+use anyhow::{Context, bail};
 use std::{
     fs,
-    net::TcpListener,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -33,23 +34,41 @@ pub struct PrivateBroker {
 
 impl PrivateBroker {
     /// Starts a fresh node and waits until it accepts connections.
-    pub async fn start() -> Self {
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_node(None).await
+    }
+
+    /// A fresh node; with `cookie`, its Erlang cookie (nodes of one cluster share theirs).
+    pub(crate) async fn start_node(cookie: Option<&str>) -> anyhow::Result<Self> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let node = format!("wafleet-test-{}@localhost", &id[..12]);
         let dir = std::env::temp_dir().join(format!("wafleet-rabbit-{}", &id[..12]));
-        let (port, dist_port) = free_ports(uuid::Uuid::new_v4().as_u128());
+        let ports = free_ports(2)?;
+        let (port, dist_port) = (ports[0], ports[1]);
         for sub in ["mnesia", "log"] {
-            fs::create_dir_all(dir.join(sub)).expect("broker directory");
+            fs::create_dir_all(dir.join(sub)).context("broker directory")?;
         }
-        write(
-            &dir.join("rabbitmq.conf"),
-            &format!(
-                "listeners.tcp.1 = 127.0.0.1:{port}\nlog.console = false\nlog.file.level = warning\n"
+        let files = [
+            (
+                "rabbitmq.conf",
+                format!(
+                    "listeners.tcp.1 = 127.0.0.1:{port}\nlog.console = false\nlog.file.level = warning\n"
+                ),
             ),
-        );
-        write(&dir.join("enabled_plugins"), "[].\n");
-        // Keeps the machine's /etc/rabbitmq/rabbitmq-env.conf (node name, address) out of it.
-        write(&dir.join("rabbitmq-env.conf"), "");
+            ("enabled_plugins", "[].\n".to_owned()),
+            // Keeps the machine's /etc/rabbitmq/rabbitmq-env.conf (node name, address) out of it.
+            ("rabbitmq-env.conf", String::new()),
+        ];
+        for (name, text) in files {
+            fs::write(dir.join(name), text).with_context(|| format!("writing {name}"))?;
+        }
+        if let Some(cookie) = cookie {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.join(".erlang.cookie");
+            fs::write(&path, cookie).context("writing the Erlang cookie")?;
+            // Erlang refuses a cookie file others can read.
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o400))?;
+        }
         let path = |name: &str| dir.join(name).display().to_string();
         let env = vec![
             // The Erlang cookie lives in $HOME: the node and the CLI calls share this one.
@@ -76,8 +95,8 @@ impl PrivateBroker {
             env,
             server: None,
         };
-        broker.start_again().await;
-        broker
+        broker.start_again().await?;
+        Ok(broker)
     }
 
     /// `amqp://guest:guest@127.0.0.1:<port>/%2f`: guest may log in over loopback.
@@ -91,79 +110,77 @@ impl PrivateBroker {
 
     /// Starts the (stopped) node again on the same port and data directory, and waits until it
     /// accepts connections.
-    pub async fn start_again(&mut self) {
-        assert!(self.server.is_none(), "the broker is already running");
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.server.is_some() {
+            bail!("the broker is already running");
+        }
         let _ = fs::remove_file(self.dir.join("pid"));
-        let out = fs::File::create(self.dir.join("server.out")).expect("server log");
+        let out = fs::File::create(self.dir.join("server.out")).context("broker console log")?;
         let server = Command::new(self.bin.join("rabbitmq-server"))
             .envs(self.env.iter().cloned())
             .current_dir(&self.dir)
             .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("server log"))
+            .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {}: {e} (is rabbitmq-server installed?)",
+            .with_context(|| {
+                format!(
+                    "cannot run {}/rabbitmq-server (is rabbitmq-server installed?)",
                     self.bin.display()
                 )
-            });
+            })?;
         self.server = Some(server);
         let pid_file = self.dir.join("pid").display().to_string();
         let timeout = BOOT_TIMEOUT.as_secs().to_string();
-        if let Err(why) = self.ctl(&["wait", &pid_file, "--timeout", &timeout]).await {
-            panic!(
-                "private RabbitMQ node {} did not boot: {why}\n{}",
-                self.node,
-                self.log_tail()
-            );
-        }
+        self.ctl(&["wait", &pid_file, "--timeout", &timeout])
+            .await
+            .map(drop)
+            .with_context(|| {
+                format!(
+                    "private RabbitMQ node {} did not boot:\n{}",
+                    self.node,
+                    tail(&self.dir.join("server.out"), 30)
+                )
+            })
     }
 
     /// Stops the node the way an operator does (`rabbitmqctl stop`): clients see their
     /// connections closed by the broker, then nothing listens on the port until
     /// [`start_again`](Self::start_again).
-    pub async fn stop(&mut self) {
-        if let Err(why) = self.ctl(&["stop"]).await {
-            panic!("rabbitmqctl stop failed: {why}\n{}", self.log_tail());
-        }
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.ctl(&["stop"]).await.with_context(|| {
+            format!(
+                "rabbitmqctl stop failed:\n{}",
+                tail(&self.dir.join("server.out"), 30)
+            )
+        })?;
         if let Some(mut server) = self.server.take() {
             tokio::task::spawn_blocking(move || server.wait())
-                .await
-                .expect("wait for the broker")
-                .expect("broker exit status");
+                .await?
+                .context("waiting for the broker to exit")?;
         }
+        Ok(())
     }
 
-    /// Runs `rabbitmqctl -n <node> <args>` off the async threads (the fleet under test runs on
-    /// the same runtime and must keep running meanwhile).
-    async fn ctl(&self, args: &[&str]) -> Result<(), String> {
+    /// Whether the node was started and not stopped since.
+    pub fn is_running(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// The Erlang node name (`wafleet-test-…@localhost`).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Runs `rabbitmqctl -n <node> <args>` and returns what it printed.
+    pub(crate) async fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
         let mut cmd = Command::new(self.bin.join("rabbitmqctl"));
         cmd.arg("-n")
             .arg(&self.node)
             .args(args)
             .envs(self.env.iter().cloned())
             .current_dir(&self.dir);
-        let out = tokio::task::spawn_blocking(move || cmd.output())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
-
-    /// The end of the node's console output, for a failure message.
-    fn log_tail(&self) -> String {
-        let text = fs::read_to_string(self.dir.join("server.out")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        run(cmd, "rabbitmqctl").await
     }
 }
 
@@ -179,35 +196,4 @@ impl Drop for PrivateBroker {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
-}
-
-fn write(path: &Path, text: &str) {
-    fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-}
-
-/// Two free ports between 20000 and 32000: below the ephemeral range (32768+), so an outgoing
-/// connection never takes one while the node is down between a stop and a start, and away from
-/// the CLI tools' own distribution ports (35672–35682, which `rabbitmqctl wait` holds while the
-/// node boots); never 5672/25672 (the shared broker).
-fn free_ports(seed: u128) -> (u16, u16) {
-    let mut found = Vec::with_capacity(2);
-    let mut candidate = 20_000 + (seed % 12_000) as u16;
-    for _ in 0..12_000 {
-        candidate = if candidate >= 31_999 {
-            20_000
-        } else {
-            candidate + 1
-        };
-        let taken = [5672, 25672].contains(&candidate)
-            || found.contains(&candidate)
-            || TcpListener::bind(("127.0.0.1", candidate)).is_err()
-            || TcpListener::bind(("0.0.0.0", candidate)).is_err();
-        if !taken {
-            found.push(candidate);
-            if found.len() == 2 {
-                return (found[0], found[1]);
-            }
-        }
-    }
-    panic!("no two free ports between 20000 and 32000");
 }
