@@ -109,6 +109,12 @@ pub struct DispatchSettings {
     /// Attempts allowed for codes that retry only a few times (131000, unknown codes) before
     /// the message is dead-lettered with the raw error.
     pub limited_retries: u32,
+    /// Failures that say nothing against the message itself (Meta down or overloaded, 130429,
+    /// 131056, an API budget, our own database) never give up while the tiers last, and after the
+    /// last tier keep coming back on it until this long after the message was accepted (or its
+    /// `not_after`): only then is it `failed` (`retries_exhausted`) and dead-lettered.
+    #[serde(with = "humantime_ms")]
+    pub retry_for: Duration,
     /// How long a recipient is held after Meta's 131049 (its per-user marketing limit).
     #[serde(with = "humantime_ms")]
     pub recipient_hold: Duration,
@@ -250,6 +256,7 @@ impl Default for Settings {
                 retry_tiers: [5, 30, 120, 600].map(Duration::from_secs).to_vec(),
                 retry_jitter_percent: 20,
                 limited_retries: 3,
+                retry_for: Duration::from_secs(24 * 3600),
                 recipient_hold: Duration::from_secs(24 * 3600),
                 circuit_open_for: Duration::from_secs(3600),
                 circuit_probe_wait: Duration::from_secs(30),

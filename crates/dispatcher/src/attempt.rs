@@ -7,7 +7,7 @@ use crate::{
     classify::{Class, classify},
     dispatch::{Attempted, Ctx, Disposition, Sendable, outcome_of},
     graph_client::build_body,
-    retry::{await_status, duration, give_up, hold, retry_or_give_up},
+    retry::{await_status, duration, give_up, hold, retry_or_give_up, retry_while_sendable},
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -42,7 +42,7 @@ pub(crate) async fn attempt(ctx: &Ctx, sendable: &Sendable<'_>, now: DateTime<Ut
         Err(err) => {
             tracing::error!(error = %err, "cannot open the tenant's Meta token");
             let o = outcome(state::DEFERRED, Some("retry".into()));
-            return retry_or_give_up(ctx, claimed, o, None, now);
+            return retry_while_sendable(ctx, claimed, o, None, now);
         }
     };
     let waiting = Instant::now();
@@ -124,9 +124,9 @@ async fn call(ctx: &Ctx, sendable: &Sendable<'_>, token: &Secret, now: DateTime<
         }
         Class::RetrySender => {
             ctx.rates.note_throttled(&claimed.phone_number_id);
-            retry_or_give_up(ctx, claimed, o, None, now)
+            retry_while_sendable(ctx, claimed, o, None, now)
         }
-        Class::Transient => retry_or_give_up(ctx, claimed, o, None, now),
+        Class::Transient => retry_while_sendable(ctx, claimed, o, None, now),
         Class::Ambiguous => await_status(ctx, claimed, o, now),
         Class::RetryRecipient => {
             // Meta's rule for the pair limit: wait 4^n seconds, n = 0, 1, 2…
@@ -134,14 +134,17 @@ async fn call(ctx: &Ctx, sendable: &Sendable<'_>, token: &Secret, now: DateTime<
                 .unwrap_or(0)
                 .min(8);
             let wait = std::time::Duration::from_secs(4u64.pow(n));
-            retry_or_give_up(ctx, claimed, o, Some(wait), now)
+            retry_while_sendable(ctx, claimed, o, Some(wait), now)
         }
         Class::RetrySlow => match error.retry_after {
             // Longer than any tier: a held row, not a queue TTL.
-            Some(wait) if wait > longest && claimed.attempts as usize <= tiers.len() => {
+            Some(wait)
+                if wait > longest
+                    && now < claimed.created_at + duration(ctx.settings.retry_for) =>
+            {
                 (hold(o, "retry_after", now + duration(wait)), done)
             }
-            wait => retry_or_give_up(ctx, claimed, o, wait, now),
+            wait => retry_while_sendable(ctx, claimed, o, wait, now),
         },
         Class::Limited => {
             if claimed.attempts.max(1) as u32 >= ctx.settings.limited_retries {

@@ -10,7 +10,7 @@ use crate::{
     graph_client::GraphClient,
     policy::Inputs,
     rate::Rates,
-    retry::{duration, hold, retry_or_give_up},
+    retry::{duration, hold, retry_while_sendable},
     store::{self, Claimed, Outcome},
     tokens::TokenCache,
 };
@@ -259,7 +259,7 @@ async fn apply_policies<'a>(
                     Err(err) => {
                         tracing::error!(error = %err, "cannot read circuits and holds");
                         let o = outcome_of(c, state::DEFERRED, Some("retry".into()));
-                        decided.push(retry_or_give_up(ctx, c, o, None, now));
+                        decided.push(retry_while_sendable(ctx, c, o, None, now));
                     }
                 }
             }

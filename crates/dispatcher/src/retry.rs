@@ -84,8 +84,9 @@ pub fn await_status(
     )
 }
 
-/// Schedules the next attempt on the shortest tier that covers what Meta asked for, or gives up
-/// after the last tier: `failed` with the last error, and the envelope to `<p>.dead`.
+/// For failures that may pass on their own but not for ever (131000, unknown codes, a bodiless
+/// 4xx, a lost answer's resends): the next tier, or a give-up after the last one: `failed` with
+/// the last error, and the envelope to `<p>.dead`.
 pub fn retry_or_give_up(
     ctx: &Ctx,
     claimed: &Claimed,
@@ -94,11 +95,42 @@ pub fn retry_or_give_up(
     now: DateTime<Utc>,
 ) -> Attempted {
     let tiers = &ctx.settings.retry_tiers;
-    let Some(tier) = pick_tier(tiers, claimed.attempts, wait_at_least) else {
+    match pick_tier(tiers, claimed.attempts, wait_at_least) {
+        Some(tier) => retry_on(ctx, claimed, outcome, tier, now),
+        None => (give_up(outcome), (claimed.id, Disposition::Dead)),
+    }
+}
+
+/// For failures that say nothing against the message (SPEC §7: Meta down or throttling, our own
+/// database): the tiers, then the longest tier again and again, so nothing is marked failed
+/// that could still be sent. Gives up only once `retry_for` has passed since the message was
+/// accepted (a `not_after` ends it sooner, as `expired`, when it comes back).
+pub fn retry_while_sendable(
+    ctx: &Ctx,
+    claimed: &Claimed,
+    outcome: Outcome,
+    wait_at_least: Option<std::time::Duration>,
+    now: DateTime<Utc>,
+) -> Attempted {
+    if now >= claimed.created_at + duration(ctx.settings.retry_for) {
         return (give_up(outcome), (claimed.id, Disposition::Dead));
-    };
-    let mut outcome = outcome;
-    outcome.not_before = Some(now + duration(tiers[tier]));
+    }
+    let tiers = &ctx.settings.retry_tiers;
+    let tier = pick_tier(tiers, claimed.attempts, wait_at_least).unwrap_or_else(|| {
+        metrics::counter!("wafleet_dispatch_retries_beyond_tiers_total").increment(1);
+        tiers.len() - 1
+    });
+    retry_on(ctx, claimed, outcome, tier, now)
+}
+
+fn retry_on(
+    ctx: &Ctx,
+    claimed: &Claimed,
+    mut outcome: Outcome,
+    tier: usize,
+    now: DateTime<Utc>,
+) -> Attempted {
+    outcome.not_before = Some(now + duration(ctx.settings.retry_tiers[tier]));
     (outcome, (claimed.id, Disposition::RetryLater { tier }))
 }
 

@@ -26,6 +26,8 @@ pub struct Claimed {
     pub attempts: i32,
     /// `single` or `bulk` (quiet time and the cap's bulk share apply to bulk).
     pub kind: String,
+    /// When it was accepted: retries of failures that could still pass stop `retry_for` later.
+    pub created_at: DateTime<Utc>,
 }
 
 /// A message we could not claim, and why.
@@ -68,14 +70,14 @@ pub async fn claim(
                     OR (l.state = 'deferred' AND (l.reason = 'retry' OR l.not_before <= $2))
                     OR (l.state = 'dispatching' AND l.wamid IS NULL AND l.claimed_at < $3))
              RETURNING m.id, m.tenant_id, m.phone_number_id, m.recipient, m.content, m.not_after,
-                       m.attempts, m.kind
+                       m.attempts, m.kind, m.created_at
          ), events AS (
              INSERT INTO message_events (message_id, tenant_id, state, detail, at)
              SELECT id, tenant_id, 'dispatching', jsonb_build_object('attempt', attempts), $2
              FROM claimed
          )
          SELECT l.id, l.state, c.tenant_id, c.phone_number_id, c.recipient, c.content,
-                c.not_after, c.attempts, c.kind
+                c.not_after, c.attempts, c.kind, c.created_at
          FROM locked l LEFT JOIN claimed c ON c.id = l.id",
     )
     .bind(&raw)
@@ -106,6 +108,7 @@ struct ClaimRow {
     not_after: Option<DateTime<Utc>>,
     attempts: Option<i32>,
     kind: Option<String>,
+    created_at: Option<DateTime<Utc>>,
 }
 
 impl ClaimRow {
@@ -118,6 +121,7 @@ impl ClaimRow {
             self.content,
             self.attempts,
             self.kind,
+            self.created_at,
         ) {
             (
                 Some(tenant_id),
@@ -126,6 +130,7 @@ impl ClaimRow {
                 Some(content),
                 Some(attempts),
                 Some(kind),
+                Some(created_at),
             ) => Ok(Claimed {
                 id: self.id,
                 tenant_id,
@@ -135,6 +140,7 @@ impl ClaimRow {
                 not_after: self.not_after,
                 attempts,
                 kind,
+                created_at,
             }),
             _ => Err(Unclaimed {
                 id: self.id,

@@ -24,6 +24,7 @@ mod onboarding;
 mod openapi;
 mod policies;
 mod rate_bench;
+mod retry_persistence;
 mod round_trip;
 mod webhook_bench;
 mod webhook_fields;
