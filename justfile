@@ -16,6 +16,8 @@ demo: services
 # Every test (unit and end-to-end, against the real broker and database)
 test: services
     scripts/clean-test-leftovers.sh
+    # The end-to-end tests that kill a service run the `wafleet` binary itself.
+    cargo build --package wafleet-wafleet --bin wafleet
     if cargo nextest --version >/dev/null 2>&1; then \
         cargo nextest run --workspace --no-fail-fast; \
     else \

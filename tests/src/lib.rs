@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use wafleet::fleet::Fleet;
+use wafleet::fleet::{Dispatcher, Fleet};
 use wafleet_core::{
     Settings,
     amqp::{self, Topology},
@@ -44,6 +44,8 @@ pub struct TestFleet {
     cleaned: bool,
     /// The clock the fleet runs on (the wall clock unless the test brought its own).
     pub clock: wafleet_core::clock::SharedClock,
+    /// Whether the fleet runs its dispatcher in this process.
+    dispatcher: Dispatcher,
 }
 
 impl TestFleet {
@@ -56,9 +58,23 @@ impl TestFleet {
         Self::start_with_clock(wafleet::fleet::system_clock(), tweak).await
     }
 
+    /// Starts without a dispatcher: the test runs one as its own process
+    /// (`procs::ServiceProcess`), to kill it.
+    pub async fn start_without_dispatcher(tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_inner(wafleet::fleet::system_clock(), Dispatcher::Elsewhere, tweak).await
+    }
+
     /// Starts on `clock` (e.g. a `ManualClock` the test moves), settings adjusted by `tweak`.
     pub async fn start_with_clock(
         clock: wafleet_core::clock::SharedClock,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
+        Self::start_inner(clock, Dispatcher::InProcess, tweak).await
+    }
+
+    async fn start_inner(
+        clock: wafleet_core::clock::SharedClock,
+        dispatcher: Dispatcher,
         tweak: impl FnOnce(&mut Settings),
     ) -> Self {
         init_test_log();
@@ -123,7 +139,7 @@ impl TestFleet {
         tokio::spawn(sim_server.run_until_stopped(sim_cancel.clone()));
         settings.meta_base_url = sim.clone();
         let http = reqwest::Client::new();
-        let fleet = start_fleet(&settings, &http, &sim, &clock).await;
+        let fleet = start_fleet(&settings, &http, &sim, &clock, dispatcher).await;
 
         let digits = u64::from_str_radix(&id[..12], 16).expect("hex") % 1_000_000_000_000;
         let waba_id = format!("19{digits:012}");
@@ -188,13 +204,21 @@ impl TestFleet {
             db_name,
             cleaned: false,
             clock,
+            dispatcher,
         }
     }
 
     /// A rolling restart: a second fleet starts on the same database and queues, then the first
     /// stops (finishing its in-flight work); single active consumers hand the shards over.
     pub async fn restart(&mut self) {
-        let fleet = start_fleet(&self.settings, &self.http, &self.sim, &self.clock).await;
+        let fleet = start_fleet(
+            &self.settings,
+            &self.http,
+            &self.sim,
+            &self.clock,
+            self.dispatcher,
+        )
+        .await;
         let old = std::mem::replace(&mut self.fleet, fleet);
         old.stop().await.expect("fleet stops cleanly");
     }
@@ -486,8 +510,9 @@ async fn start_fleet(
     http: &reqwest::Client,
     sim: &str,
     clock: &wafleet_core::clock::SharedClock,
+    dispatcher: Dispatcher,
 ) -> Fleet {
-    let fleet = Fleet::start(settings.clone(), None, clock.clone())
+    let fleet = Fleet::start_with(settings.clone(), None, clock.clone(), dispatcher)
         .await
         .expect("fleet starts (RabbitMQ up?)");
     let res = http
@@ -557,6 +582,7 @@ pub mod events;
 pub mod observe;
 pub mod onboarding;
 pub mod ops;
+pub mod procs;
 pub mod proxy;
 
 pub use admin::OtherTenant;

@@ -69,6 +69,11 @@ pub struct DispatchSettings {
     pub prefetch: u16,
     /// Deliveries claimed together in one database round trip.
     pub batch_size: usize,
+    /// How far ahead of a sender's budget its messages are claimed: at most what the sender
+    /// sends in this long waits claimed (`dispatching`) for its turn, so a crash strands no more
+    /// than that for `ambiguous_resend_after`; the rest wait unclaimed and go at once.
+    #[serde(with = "humantime_ms")]
+    pub claim_ahead: Duration,
     /// How long the consumer waits to fill a batch.
     #[serde(with = "humantime_ms")]
     pub batch_wait: Duration,
@@ -244,6 +249,7 @@ impl Default for Settings {
                 shards: 4,
                 prefetch: 768,
                 batch_size: 32,
+                claim_ahead: Duration::from_millis(500),
                 batch_wait: Duration::from_millis(5),
                 graph_timeout: Duration::from_secs(20),
                 ambiguous_resend_after: Duration::from_secs(600),

@@ -119,6 +119,10 @@ pub enum ResolvedParameters {
 pub struct DispatchEnvelope {
     pub message_id: MessageId,
     pub tenant_id: TenantId,
+    /// The sender it goes from, so the dispatcher can wait for the sender's budget before it
+    /// claims the row (absent in envelopes published before it was added: claimed at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number_id: Option<String>,
 }
 
 /// Header on dispatch messages: how many retry hops this message has taken.

@@ -27,8 +27,8 @@ use wafleet_core::{
     to = %mask_phone(&sendable.claimed.recipient),
     attempt = sendable.claimed.attempts,
 ))]
-pub(crate) async fn attempt(ctx: &Ctx, sendable: &Sendable<'_>, now: DateTime<Utc>) -> Attempted {
-    let claimed = sendable.claimed;
+pub(crate) async fn attempt(ctx: &Ctx, mut sendable: Sendable, now: DateTime<Utc>) -> Attempted {
+    let claimed = &sendable.claimed;
     let outcome = |state: &'static str, reason: Option<String>| outcome_of(claimed, state, reason);
     let done = (claimed.id, Disposition::Done);
     let token = match ctx.tokens.get(&ctx.pool, claimed.tenant_id).await {
@@ -65,12 +65,14 @@ pub(crate) async fn attempt(ctx: &Ctx, sendable: &Sendable<'_>, now: DateTime<Ut
         .wait_sender(&claimed.phone_number_id, sendable.rate)
         .await;
     wafleet_core::metrics::limiter_wait(&claimed.phone_number_id, waiting.elapsed());
-    call(ctx, sendable, &token, now).await
+    // Through the budget: the sender's claim room is free for the next message.
+    drop(sendable.ticket.take());
+    call(ctx, &sendable, &token, now).await
 }
 
 /// Calls Meta for a message whose budgets are taken, then acts on the answer's class.
-async fn call(ctx: &Ctx, sendable: &Sendable<'_>, token: &Secret, now: DateTime<Utc>) -> Attempted {
-    let claimed = sendable.claimed;
+async fn call(ctx: &Ctx, sendable: &Sendable, token: &Secret, now: DateTime<Utc>) -> Attempted {
+    let claimed = &sendable.claimed;
     let breakers = &sendable.breakers;
     let outcome = |state: &'static str, reason: Option<String>| outcome_of(claimed, state, reason);
     let done = (claimed.id, Disposition::Done);

@@ -1,29 +1,32 @@
 //! The dispatcher's seam: a batch of dispatch envelopes in, a disposition per envelope out (ack,
 //! retry later through a tier queue, dead-letter, or requeue). The consume loop in `consumer` is
-//! a thin shell around `handle_batch`. After the claim, the policy step (SPEC §4: the rules in
-//! `policy`, circuit breakers, the cap in `cap`) decides what is not sent; the rest wait for
-//! their pair's and sender's budgets (`rate`) and call Meta, each sender on its own (`attempt`).
+//! a thin shell around `handle_batch`.
+//!
+//! A batch is claimed in rounds, each sender's messages no further ahead of its budget than
+//! `claim_ahead` (`rate::Rates::claim_room`). After each round's claim, the policy step (`gate`)
+//! decides what is not sent; the rest wait for their pair's and sender's budgets (`rate`) and call
+//! Meta, each sender on its own (`attempt`), while the next round is claimed.
 
 use crate::{
-    cap::{self, SlotAsk},
-    circuits::{Gate, Gates, Scope},
+    cap,
+    circuits::Scope,
     graph_client::GraphClient,
-    policy::Inputs,
-    rate::Rates,
-    retry::{duration, hold, retry_while_sendable},
+    rate::{Rates, Ticket},
     store::{self, Claimed, Outcome},
     tokens::TokenCache,
 };
 use chrono::{DateTime, Utc};
-use futures_util::future::join_all;
-use serde_json::json;
-use std::{collections::HashMap, future::Future};
+use futures_util::{
+    StreamExt,
+    future::join_all,
+    stream::{FusedStream, FuturesUnordered},
+};
+use std::{collections::HashMap, future::Future, time::Duration};
 use wafleet_core::{
     clock::SharedClock,
     config::DispatchSettings,
     contract::DispatchEnvelope,
     domain::{MessageId, state},
-    policy::{Decision, cap::SlotDecision, reason},
 };
 
 /// Everything a batch needs.
@@ -68,11 +71,13 @@ pub enum Disposition {
     Requeue,
 }
 
-/// Handles one batch, settling deliveries as their outcomes are recorded: first every message
-/// the policies decided (and every envelope that was not claimed), then each sender's sends on
-/// their own as soon as that sender's Graph calls are done, so a sender waiting on its rate
-/// never holds up another sender's messages. `settle` is called once per message id.
-/// `Err` only for database failures before anything was settled: the shell requeues the batch.
+/// Handles one batch, settling deliveries as their outcomes are recorded: in each round, first
+/// every message the policies decided (and every envelope that was not claimed), then each
+/// sender's sends on their own as soon as that sender's Graph calls are done, so a sender waiting
+/// on its rate never holds up another sender's messages. `settle` is called once per message id.
+/// `Err` for a database failure of a round's claim or policy step: that round's envelopes and the
+/// rest of the batch are left unsettled (the shell requeues them) once the rounds already claimed
+/// are done.
 pub async fn handle_batch<S, F>(
     ctx: &Ctx,
     batch: &[DispatchEnvelope],
@@ -82,22 +87,119 @@ where
     S: Fn(Vec<(MessageId, Disposition)>) -> F,
     F: Future<Output = ()>,
 {
-    let now = ctx.clock.now();
+    let settle = &settle;
+    let mut waiting: Vec<&DispatchEnvelope> = batch.iter().collect();
+    let mut sending = FuturesUnordered::new();
+    let mut result = Ok(());
+    while !waiting.is_empty() {
+        let (ids, mut tickets) = pick(ctx, &mut waiting);
+        if ids.is_empty() {
+            // Every sender left in the batch is a full `claim_ahead` ahead: wait for room.
+            drive(&mut sending, ctx.rates.freed(ROOM_RECHECK)).await;
+            continue;
+        }
+        let now = ctx.clock.now();
+        match drive(
+            &mut sending,
+            claim_round(ctx, &ids, &mut tickets, now, settle),
+        )
+        .await
+        {
+            Ok(groups) => sending.extend(
+                groups
+                    .into_iter()
+                    .map(|group| send_group(ctx, group, now, settle)),
+            ),
+            Err(err) => {
+                result = Err(err);
+                break;
+            }
+        }
+    }
+    while sending.next().await.is_some() {}
+    result
+}
+
+/// How long a batch whose senders have no claim room waits before it looks again, if no ticket
+/// was dropped meanwhile (a ticket dropped wakes it at once).
+const ROOM_RECHECK: Duration = Duration::from_millis(50);
+
+/// The envelopes to claim in this round, taken out of `waiting` (in order): every one without a
+/// sender, and each sender's within its claim room, with a ticket each.
+fn pick(
+    ctx: &Ctx,
+    waiting: &mut Vec<&DispatchEnvelope>,
+) -> (Vec<MessageId>, HashMap<MessageId, Ticket>) {
+    let mut wanted: HashMap<&str, usize> = HashMap::new();
+    for env in waiting.iter().copied() {
+        if let Some(sender) = env.phone_number_id.as_deref() {
+            *wanted.entry(sender).or_default() += 1;
+        }
+    }
+    let mut room: HashMap<String, usize> = wanted
+        .into_iter()
+        .map(|(sender, n)| (sender.to_owned(), ctx.rates.claim_room(sender, n)))
+        .collect();
+    let mut ids = Vec::new();
+    let mut tickets = HashMap::new();
+    waiting.retain(|env| {
+        let Some(sender) = env.phone_number_id.as_deref() else {
+            ids.push(env.message_id);
+            return false;
+        };
+        match room.get_mut(sender) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                ids.push(env.message_id);
+                tickets.insert(env.message_id, ctx.rates.ticket(sender));
+                false
+            }
+            _ => true,
+        }
+    });
+    (ids, tickets)
+}
+
+/// Runs `step` to completion while the sends already under way go on.
+async fn drive<T, G>(sending: &mut FuturesUnordered<G>, step: impl Future<Output = T>) -> T
+where
+    G: Future<Output = ()>,
+{
+    let mut step = std::pin::pin!(step);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut step => return out,
+            _ = sending.next(), if !sending.is_terminated() && !sending.is_empty() => {}
+        }
+    }
+}
+
+/// One round: claims `ids`, settles what is not sent (unclaimed envelopes and the policies'
+/// decisions, recorded first), and returns the rest grouped by sender.
+async fn claim_round<S, F>(
+    ctx: &Ctx,
+    ids: &[MessageId],
+    tickets: &mut HashMap<MessageId, Ticket>,
+    now: DateTime<Utc>,
+    settle: &S,
+) -> Result<Vec<Vec<Sendable>>, sqlx::Error>
+where
+    S: Fn(Vec<(MessageId, Disposition)>) -> F,
+    F: Future<Output = ()>,
+{
     let resend_cutoff = now
         - chrono::Duration::from_std(ctx.settings.ambiguous_resend_after)
             .unwrap_or(chrono::Duration::MAX);
-    let ids: Vec<MessageId> = batch.iter().map(|e| e.message_id).collect();
     let turn = ctx.db_turn().await;
-    let (claimed, unclaimed) = store::claim(&ctx.pool, &ids, now, resend_cutoff).await?;
+    let (claimed, unclaimed) = store::claim(&ctx.pool, ids, now, resend_cutoff).await?;
 
     let mut settled: Vec<(MessageId, Disposition)> = Vec::new();
-    for env in batch {
-        if claimed.iter().any(|c| c.id == env.message_id)
-            || settled.iter().any(|(id, _)| *id == env.message_id)
-        {
+    for id in ids {
+        if claimed.iter().any(|c| c.id == *id) || settled.iter().any(|(s, _)| s == id) {
             continue;
         }
-        let d = match unclaimed.iter().find(|u| u.id == env.message_id) {
+        let d = match unclaimed.iter().find(|u| u.id == *id) {
             // Claimed recently by an attempt whose outcome is unknown (a crash between
             // Meta's answer and our write): wait for the status webhook to settle it.
             Some(u) if u.state == state::DISPATCHING => Disposition::RetryLater {
@@ -106,14 +208,14 @@ where
             // Already sent, failed, cancelled…: a redelivery; never send twice.
             Some(_) => Disposition::Done,
             None => {
-                tracing::warn!(message_id = %env.message_id, "dispatch message names no message; dropping");
+                tracing::warn!(message_id = %id, "dispatch message names no message; dropping");
                 Disposition::Done
             }
         };
-        settled.push((env.message_id, d));
+        settled.push((*id, d));
     }
 
-    let (decided, sendable) = apply_policies(ctx, &claimed, now).await?;
+    let (decided, sendable) = crate::gate::apply_policies(ctx, claimed, tickets, now).await?;
     let (outcomes, dispositions): (Vec<Outcome>, Vec<(MessageId, Disposition)>) =
         decided.into_iter().unzip();
     store::record(&ctx.pool, &outcomes, now).await?;
@@ -124,35 +226,43 @@ where
         settle(settled).await;
     }
 
-    // Each sender's messages go on their own: attempts, record, settle.
-    let mut by_sender: HashMap<&str, Vec<&Sendable>> = HashMap::new();
-    for s in &sendable {
+    let mut by_sender: HashMap<String, Vec<Sendable>> = HashMap::new();
+    for s in sendable {
         by_sender
-            .entry(s.claimed.phone_number_id.as_str())
+            .entry(s.claimed.phone_number_id.clone())
             .or_default()
             .push(s);
     }
-    let settle = &settle;
-    join_all(by_sender.into_values().map(|group| async move {
-        let results = join_all(group.iter().map(|s| crate::attempt::attempt(ctx, s, now))).await;
-        let (outcomes, dispositions): (Vec<Outcome>, Vec<(MessageId, Disposition)>) =
-            results.into_iter().unzip();
-        match record(ctx, &outcomes).await {
-            Ok(()) => settle(dispositions).await,
-            Err(err) => {
-                tracing::error!(error = %err, "could not record outcomes; requeueing them");
-                settle(
-                    dispositions
-                        .into_iter()
-                        .map(|(id, _)| (id, Disposition::Requeue))
-                        .collect(),
-                )
-                .await;
-            }
-        }
-    }))
+    Ok(by_sender.into_values().collect())
+}
+
+/// One sender's messages of a round: their attempts, then one record and one settle.
+async fn send_group<S, F>(ctx: &Ctx, group: Vec<Sendable>, now: DateTime<Utc>, settle: &S)
+where
+    S: Fn(Vec<(MessageId, Disposition)>) -> F,
+    F: Future<Output = ()>,
+{
+    let results = join_all(
+        group
+            .into_iter()
+            .map(|s| crate::attempt::attempt(ctx, s, now)),
+    )
     .await;
-    Ok(())
+    let (outcomes, dispositions): (Vec<Outcome>, Vec<(MessageId, Disposition)>) =
+        results.into_iter().unzip();
+    match record(ctx, &outcomes).await {
+        Ok(()) => settle(dispositions).await,
+        Err(err) => {
+            tracing::error!(error = %err, "could not record outcomes; requeueing them");
+            settle(
+                dispositions
+                    .into_iter()
+                    .map(|(id, _)| (id, Disposition::Requeue))
+                    .collect(),
+            )
+            .await;
+        }
+    }
 }
 
 /// Records the outcomes of Graph calls through the recorder (with whatever other senders'
@@ -176,12 +286,15 @@ fn count(outcomes: &[Outcome]) {
 pub type Attempted = (Outcome, (MessageId, Disposition));
 
 /// A claimed message that passed the policies.
-pub(crate) struct Sendable<'a> {
-    pub(crate) claimed: &'a Claimed,
+pub(crate) struct Sendable {
+    pub(crate) claimed: Claimed,
     /// The half-open breakers this send probes: closed again if it succeeds.
     pub(crate) breakers: Vec<(Scope, String)>,
     /// The sender's own rate setting (`None` = the default).
     pub(crate) rate: Option<u32>,
+    /// Counts against the sender's claim room until its budget wait is over (`None` for an
+    /// envelope that named no sender).
+    pub(crate) ticket: Option<Ticket>,
 }
 
 pub(crate) fn outcome_of(
@@ -202,102 +315,4 @@ pub(crate) fn outcome_of(
         attempted: true,
         dead: false,
     }
-}
-
-/// The policy step over the batch, before any Graph call: expiry, the rules (countries,
-/// opt-outs, service window, sender health, quiet time), circuit breakers and recipient holds,
-/// then the cap for business-initiated messages, reserved for the whole batch at once.
-/// Returns the decided outcomes and the messages that may be sent.
-async fn apply_policies<'a>(
-    ctx: &Ctx,
-    claimed: &'a [Claimed],
-    now: DateTime<Utc>,
-) -> Result<(Vec<Attempted>, Vec<Sendable<'a>>), sqlx::Error> {
-    let gates = Gates::load(&ctx.pool, claimed, now).await?;
-    let inputs = Inputs::load(&ctx.pool, claimed).await?;
-    let recheck = duration(ctx.settings.sender_recheck);
-    let probe_wait = duration(ctx.settings.circuit_probe_wait);
-    let mut decided = Vec::new();
-    // (message, business-initiated, half-open breakers it probes)
-    type Passing<'c> = (&'c Claimed, bool, Vec<(Scope, String)>);
-    let mut passing: Vec<Passing> = Vec::new();
-    for c in claimed {
-        let done = (c.id, Disposition::Done);
-        if c.not_after.is_some_and(|t| t <= now) {
-            decided.push((
-                outcome_of(c, state::EXPIRED, Some("not_after_passed".into())),
-                done,
-            ));
-            continue;
-        }
-        match inputs.decide(c, now, recheck) {
-            Decision::Reject { reason, detail } => {
-                wafleet_core::metrics::policy_decision(reason, state::REJECTED);
-                tracing::info!(message_id = %c.id, reason, "rejected by policy");
-                let mut o = outcome_of(c, state::REJECTED, Some(reason.into()));
-                o.detail = Some(json!({ "detail": detail }));
-                o.attempted = false;
-                decided.push((o, done));
-                continue;
-            }
-            Decision::Defer { reason, until } => {
-                wafleet_core::metrics::policy_decision(reason, state::DEFERRED);
-                let mut o = hold(outcome_of(c, state::DEFERRED, None), reason, until);
-                o.attempted = false;
-                decided.push((o, done));
-                continue;
-            }
-            Decision::Pass { business_initiated } => {
-                match gates.check(&ctx.pool, c, now, probe_wait).await {
-                    Ok(Gate::Pass { breakers }) => passing.push((c, business_initiated, breakers)),
-                    Ok(Gate::Hold { until, reason }) => {
-                        // Not an attempt: Meta was not called, so the retry budget is untouched.
-                        let mut o = hold(outcome_of(c, state::DEFERRED, None), reason, until);
-                        o.attempted = false;
-                        decided.push((o, done));
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, "cannot read circuits and holds");
-                        let o = outcome_of(c, state::DEFERRED, Some("retry".into()));
-                        decided.push(retry_while_sendable(ctx, c, o, None, now));
-                    }
-                }
-            }
-        }
-    }
-    let asks: Vec<SlotAsk> = passing
-        .iter()
-        .filter(|(_, business_initiated, _)| *business_initiated)
-        .map(|(c, ..)| SlotAsk {
-            id: c.id,
-            tenant_id: c.tenant_id,
-            recipient: c.recipient.clone(),
-            bulk: c.kind == "bulk",
-        })
-        .collect();
-    let slots = if asks.is_empty() {
-        HashMap::new()
-    } else {
-        cap::reserve(&ctx.pool, &ctx.cap_turns, &asks, now).await?
-    };
-    let mut sendable = Vec::new();
-    for (c, _, breakers) in passing {
-        if let Some(SlotDecision::Defer { until }) = slots.get(&c.id) {
-            wafleet_core::metrics::policy_decision(reason::MESSAGING_LIMIT, state::DEFERRED);
-            let mut o = hold(
-                outcome_of(c, state::DEFERRED, None),
-                reason::MESSAGING_LIMIT,
-                *until,
-            );
-            o.attempted = false;
-            decided.push((o, (c.id, Disposition::Done)));
-        } else {
-            sendable.push(Sendable {
-                claimed: c,
-                breakers,
-                rate: inputs.sender_rate(c),
-            });
-        }
-    }
-    Ok((decided, sendable))
 }

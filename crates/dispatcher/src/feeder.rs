@@ -239,7 +239,7 @@ impl Feeder {
         let shard = amqp::shard_key(self.topology.shard_for(phone_number_id));
         let confirmed = join_all(
             rows.iter()
-                .map(|(id, tenant)| self.publish(&shard, *id, *tenant)),
+                .map(|(id, tenant)| self.publish(&shard, phone_number_id, *id, *tenant)),
         )
         .await;
         let released: Vec<uuid::Uuid> = rows
@@ -266,10 +266,11 @@ impl Feeder {
     }
 
     /// Publishes one envelope to `shard`; `false` if the broker did not confirm it.
-    async fn publish(&self, shard: &str, id: MessageId, tenant: TenantId) -> bool {
+    async fn publish(&self, shard: &str, sender: &str, id: MessageId, tenant: TenantId) -> bool {
         let body = serde_json::to_vec(&DispatchEnvelope {
             message_id: id,
             tenant_id: tenant,
+            phone_number_id: Some(sender.to_owned()),
         })
         .expect("envelope serialises");
         let mut headers = Default::default();

@@ -12,6 +12,7 @@ pub mod classify;
 pub mod consumer;
 pub mod dispatch;
 pub mod feeder;
+mod gate;
 pub mod graph_client;
 pub mod policy;
 pub mod rate;

@@ -17,17 +17,51 @@ use governor::{
 use std::{
     collections::HashMap,
     num::NonZeroU32,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
+use tokio::sync::Notify;
 use wafleet_core::config::DispatchSettings;
 
 /// One sender's budget: the limiter at its effective rate, rebuilt when the rate changes.
 struct Sender {
     /// The rate the limiter was built for.
     rate: u32,
+    /// The sender's own `rate_mps` as last seen (`None` = the default).
+    setting: Option<u32>,
     limiter: Arc<DefaultDirectRateLimiter>,
     throttled: Option<Throttled>,
+    /// Claimed messages still waiting for this budget (see [`Rates::claim_room`]).
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Sender {
+    fn new(rate: u32, setting: Option<u32>) -> Self {
+        Self {
+            rate,
+            setting,
+            limiter: Arc::new(RateLimiter::direct(quota(rate))),
+            throttled: None,
+            waiting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+/// One claimed message that has not yet passed its sender's budget: counted against the
+/// sender's claim room until dropped (after the wait, or when the message is settled otherwise).
+pub struct Ticket {
+    waiting: Arc<AtomicUsize>,
+    freed: Arc<Notify>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.freed.notify_waiters();
+    }
 }
 
 /// Every sender's and pair's budget in this process.
@@ -37,6 +71,9 @@ pub struct Rates {
     senders: Mutex<HashMap<String, Sender>>,
     pairs: DefaultKeyedRateLimiter<(String, String)>,
     pair_wait_max: Duration,
+    claim_ahead: Duration,
+    /// Woken when a ticket is dropped: a sender may have claim room again.
+    freed: Arc<Notify>,
 }
 
 /// A burst of a tenth of a second's budget: enough to absorb scheduling jitter, small enough
@@ -64,7 +101,49 @@ impl Rates {
             senders: Mutex::new(HashMap::new()),
             pairs: RateLimiter::keyed(pair),
             pair_wait_max: settings.pair_wait_max,
+            claim_ahead: settings.claim_ahead,
+            freed: Arc::new(Notify::new()),
         }
+    }
+
+    /// How many more of `sender`'s messages may be claimed now: what its budget lets through in
+    /// `dispatch.claim_ahead`, less those claimed and still waiting for it. Claiming no further
+    /// ahead means a crash leaves only that many claimed but never sent (each then waits
+    /// `ambiguous_resend_after`, as Meta may have it), not a whole prefetch. The room is given
+    /// in chunks of at least half of it (or `wanted`, when fewer wait), so a sender at its rate is
+    /// claimed a few times a second, not once per message.
+    pub fn claim_room(&self, sender: &str, wanted: usize) -> usize {
+        let mut senders = self.senders.lock().expect("rates lock");
+        let entry = senders
+            .entry(sender.to_owned())
+            .or_insert_with(|| Sender::new(self.default_rate, None));
+        let base = entry.setting.unwrap_or(self.default_rate).clamp(1, 1000);
+        let rate = effective_rate(base, self.steps.level(entry.throttled, Instant::now()));
+        let allowance = ((f64::from(rate) * self.claim_ahead.as_secs_f64()).ceil() as usize).max(1);
+        let room = allowance.saturating_sub(entry.waiting.load(Ordering::Relaxed));
+        if room >= wanted.min(allowance.div_ceil(2)) {
+            room
+        } else {
+            0
+        }
+    }
+
+    /// A ticket for one claimed message of `sender`, counted until dropped.
+    pub fn ticket(&self, sender: &str) -> Ticket {
+        let mut senders = self.senders.lock().expect("rates lock");
+        let entry = senders
+            .entry(sender.to_owned())
+            .or_insert_with(|| Sender::new(self.default_rate, None));
+        entry.waiting.fetch_add(1, Ordering::Relaxed);
+        Ticket {
+            waiting: entry.waiting.clone(),
+            freed: self.freed.clone(),
+        }
+    }
+
+    /// Waits until a ticket is dropped (some sender may have room again), at most `max`.
+    pub async fn freed(&self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.freed.notified()).await;
     }
 
     /// The rate `sender` is held to now, given its own setting (`None` = the default).
@@ -81,11 +160,10 @@ impl Rates {
             let base = setting.unwrap_or(self.default_rate).clamp(1, 1000);
             let mut senders = self.senders.lock().expect("rates lock");
             let now = Instant::now();
-            let entry = senders.entry(sender.to_owned()).or_insert_with(|| Sender {
-                rate: base,
-                limiter: Arc::new(RateLimiter::direct(quota(base))),
-                throttled: None,
-            });
+            let entry = senders
+                .entry(sender.to_owned())
+                .or_insert_with(|| Sender::new(base, setting));
+            entry.setting = setting;
             let rate = effective_rate(base, self.steps.level(entry.throttled, now));
             if rate != entry.rate {
                 entry.rate = rate;
@@ -132,7 +210,9 @@ impl Rates {
         self.pairs.retain_recent();
         let now = Instant::now();
         self.senders.lock().expect("rates lock").retain(|_, s| {
-            self.steps.is_active(s.throttled, now) || Arc::strong_count(&s.limiter) > 1
+            self.steps.is_active(s.throttled, now)
+                || Arc::strong_count(&s.limiter) > 1
+                || s.waiting.load(Ordering::Relaxed) > 0
         });
     }
 }
@@ -164,6 +244,56 @@ mod tests {
             "other recipients are unaffected"
         );
         assert!(rates.take_pair("pn-2", "+447400123456").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_sender_is_claimed_no_further_ahead_than_its_budget_sends_in_claim_ahead() {
+        let mut s = settings();
+        s.sender_rate = 80;
+        s.claim_ahead = Duration::from_millis(500);
+        let rates = Rates::new(&s);
+        assert_eq!(rates.claim_room("pn-1", 100), 40, "80/s for 0.5 s");
+
+        let tickets: Vec<Ticket> = (0..30).map(|_| rates.ticket("pn-1")).collect();
+
+        assert_eq!(
+            rates.claim_room("pn-1", 100),
+            0,
+            "10 left is less than half the room: wait for a bigger chunk"
+        );
+        assert_eq!(
+            rates.claim_room("pn-1", 5),
+            10,
+            "but five wanted fit in what is left"
+        );
+        assert_eq!(
+            rates.claim_room("pn-2", 100),
+            40,
+            "other senders have their own"
+        );
+        drop(tickets);
+        assert_eq!(
+            rates.claim_room("pn-1", 100),
+            40,
+            "dropped tickets free the room"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_senders_own_rate_and_a_throttle_set_its_claim_room() {
+        let mut s = settings();
+        s.claim_ahead = Duration::from_millis(500);
+        let rates = Rates::new(&s);
+        rates.wait_sender("pn-1", Some(1000)).await;
+        assert_eq!(rates.claim_room("pn-1", 1000), 500);
+
+        rates.note_throttled("pn-1");
+
+        assert_eq!(
+            rates.claim_room("pn-1", 1000),
+            125,
+            "25 % of 1,000/s for 0.5 s"
+        );
     }
 
     #[tokio::test]

@@ -185,6 +185,7 @@ async fn publish(publisher: &Publisher, topology: &Topology, due: &Due) -> bool 
     let body = serde_json::to_vec(&DispatchEnvelope {
         message_id: due.id,
         tenant_id: due.tenant_id,
+        phone_number_id: Some(due.phone_number_id.clone()),
     })
     .expect("envelope serialises");
     let mut headers = Default::default();

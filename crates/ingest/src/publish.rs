@@ -51,6 +51,7 @@ impl DispatchPublisher {
         let body = serde_json::to_vec(&DispatchEnvelope {
             message_id,
             tenant_id,
+            phone_number_id: Some(phone_number_id.to_owned()),
         })
         .expect("envelope serialises");
         let mut headers = Default::default();

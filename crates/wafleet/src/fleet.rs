@@ -22,13 +22,30 @@ pub struct Fleet {
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
 }
 
+/// Whether a fleet runs its own dispatcher (a test may run one as a separate process, to kill it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatcher {
+    InProcess,
+    Elsewhere,
+}
+
 impl Fleet {
     /// Builds and starts ingest, dispatcher and webhooks (and the simulator, if `sim` is given:
     /// the services then talk to it, and it posts webhooks to the receiver's global route).
     pub async fn start(
+        settings: Settings,
+        sim: Option<SimSettings>,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(settings, sim, clock, Dispatcher::InProcess).await
+    }
+
+    /// As [`Fleet::start`], with the dispatcher in this process or not.
+    pub async fn start_with(
         mut settings: Settings,
         sim: Option<SimSettings>,
         clock: SharedClock,
+        dispatcher: Dispatcher,
     ) -> anyhow::Result<Self> {
         let cancel = CancellationToken::new();
         let webhooks = wafleet_webhooks::Application::build(settings.clone(), &cancel)
@@ -52,11 +69,19 @@ impl Fleet {
         let ingest = wafleet_ingest::Application::build(settings.clone(), clock.clone(), &cancel)
             .await
             .context("starting ingest")?;
-        let dispatcher = wafleet_dispatcher::Application::build(settings.clone(), clock, &cancel)
-            .await
-            .context("starting the dispatcher")?;
+        let dispatcher = match dispatcher {
+            Dispatcher::InProcess => Some(
+                wafleet_dispatcher::Application::build(settings.clone(), clock, &cancel)
+                    .await
+                    .context("starting the dispatcher")?,
+            ),
+            Dispatcher::Elsewhere => None,
+        };
         let ingest_url = format!("http://127.0.0.1:{}", ingest.port());
-        let dispatcher_url = format!("http://127.0.0.1:{}", dispatcher.port());
+        let dispatcher_url = dispatcher
+            .as_ref()
+            .map(|d| format!("http://127.0.0.1:{}", d.port()))
+            .unwrap_or_default();
         tasks.push((
             "webhooks",
             tokio::spawn(webhooks.run_until_stopped(cancel.clone())),
@@ -65,10 +90,12 @@ impl Fleet {
             "ingest",
             tokio::spawn(ingest.run_until_stopped(cancel.clone())),
         ));
-        tasks.push((
-            "dispatcher",
-            tokio::spawn(dispatcher.run_until_stopped(cancel.clone())),
-        ));
+        if let Some(dispatcher) = dispatcher {
+            tasks.push((
+                "dispatcher",
+                tokio::spawn(dispatcher.run_until_stopped(cancel.clone())),
+            ));
+        }
         Ok(Self {
             ingest_url,
             webhooks_url,

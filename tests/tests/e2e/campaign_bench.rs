@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use wafleet_tests::{
     TestFleet,
     campaigns::{numbers, recipient, sent_or_later},
+    procs::{KillOnDrop, wafleet_binary},
 };
 
 fn env_or(name: &str, default: u32) -> u32 {
@@ -19,19 +20,6 @@ fn env_or(name: &str, default: u32) -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// The `wafleet` binary beside this test binary (`target/<profile>/wafleet`).
-fn wafleet_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("wafleet");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (cargo build --release -p wafleet-wafleet)",
-        bin.display()
-    );
-    bin
 }
 
 /// `Vm*` of a process in MB.
@@ -43,22 +31,6 @@ fn vm_mb(pid: u32, field: &str) -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// The child process, stopped (SIGKILL) when dropped, e.g. by a failed assertion.
-struct KillOnDrop(std::process::Child);
-
-impl KillOnDrop {
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 fn header(name: &str) -> String {

@@ -23,10 +23,12 @@ async fn a_dispatch_message_redelivered_after_its_outcome_was_recorded_is_not_se
     let topology = t.topology();
     let (conn, channel) = t.amqp_channel().await;
 
-    // The broker hands the same dispatch message out again (a consumer died before its ack).
+    // The broker hands the same dispatch message out again (a consumer died before its ack), in
+    // the envelope format from before envelopes named their sender.
     let envelope = DispatchEnvelope {
         message_id: id.parse::<MessageId>().unwrap(),
         tenant_id: t.tenant_id,
+        phone_number_id: None,
     };
     channel
         .basic_publish(

@@ -14,6 +14,7 @@ mod campaigns;
 mod cap_proof;
 mod delivery;
 mod deploy_files;
+mod dispatcher_crash;
 mod faults;
 mod group_commit;
 mod limit_raise;

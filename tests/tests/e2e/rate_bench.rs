@@ -56,6 +56,7 @@ async fn queue(t: &TestFleet, n: usize) {
                 let body = serde_json::to_vec(&DispatchEnvelope {
                     message_id: MessageId(id),
                     tenant_id: t.tenant_id,
+                    phone_number_id: Some(t.phone_number_id.clone()),
                 })
                 .unwrap();
                 publisher
