@@ -2,6 +2,13 @@
 //! intake body), the dispatch envelope on `<p>.dispatch.<n>`, the stored message content, and
 //! the notifications on `<p>.events`. Field names here are the public contract (README).
 
+mod rich;
+
+pub use rich::{
+    ButtonInput, ButtonParam, HeaderInput, HeaderParam, InteractiveInput, ListRowInput,
+    ListSectionInput, LocationInput, MediaInput, MediaRef, ReactionInput, ReplyButtonInput,
+};
+
 use crate::domain::{MessageId, TenantId};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -30,6 +37,21 @@ pub struct SendRequest {
     /// Free-form text (only inside the 24 h service window).
     #[serde(default)]
     pub text: Option<String>,
+    /// A document, image, video, audio or sticker (inside the window).
+    #[serde(default)]
+    pub media: Option<MediaInput>,
+    /// Reply buttons or a list (inside the window).
+    #[serde(default)]
+    pub interactive: Option<InteractiveInput>,
+    /// A place (inside the window).
+    #[serde(default)]
+    pub location: Option<LocationInput>,
+    /// An emoji reaction to a message (inside the window).
+    #[serde(default)]
+    pub reaction: Option<ReactionInput>,
+    /// Send as a reply quoting this message (its wamid): text, media, interactive or location.
+    #[serde(default)]
+    pub reply_to: Option<String>,
     /// The message expires if not sent by then.
     #[serde(default)]
     pub not_after: Option<DateTime<Utc>>,
@@ -57,6 +79,13 @@ pub struct TemplateInput {
     pub language: Option<String>,
     #[serde(default)]
     pub parameters: Option<TemplateParameters>,
+    /// The header's parameter, when the template's header has a variable or is media.
+    #[serde(default)]
+    pub header: Option<HeaderInput>,
+    /// Parameters of the template's buttons that take one (URL suffix, quick-reply payload,
+    /// copy code), by button index.
+    #[serde(default)]
+    pub buttons: Option<Vec<ButtonInput>>,
 }
 
 /// Body variables: in order (`{{1}}`, `{{2}}`…) or by name for NAMED templates.
@@ -83,7 +112,8 @@ impl Kind {
     }
 }
 
-/// What a stored outbound message asks Meta to send; kept in `messages.content`.
+/// What a stored outbound message asks Meta to send; kept in `messages.content`. Every field
+/// added since the first two variants is optional in storage, so older rows still read.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Content {
@@ -92,17 +122,65 @@ pub enum Content {
         language: String,
         /// Body parameters, resolved (merge fields already bound).
         parameters: ResolvedParameters,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header: Option<HeaderParam>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        buttons: Vec<ButtonParam>,
     },
     Text {
         body: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
+    },
+    Media {
+        /// `document`, `image`, `video`, `audio` or `sticker`.
+        kind: String,
+        media: MediaRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filename: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
+    },
+    /// Meta's `interactive` object, built and checked at intake.
+    Interactive {
+        interactive: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
+    },
+    Location {
+        latitude: f64,
+        longitude: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
+    },
+    Reaction {
+        message_id: String,
+        emoji: String,
     },
 }
 
 impl Content {
+    /// The message's type as history shows it (`template`, `text`, `document`, `image`…).
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::Template { .. } => "template",
             Self::Text { .. } => "text",
+            Self::Media { kind, .. } => match kind.as_str() {
+                "document" => "document",
+                "image" => "image",
+                "video" => "video",
+                "audio" => "audio",
+                _ => "sticker",
+            },
+            Self::Interactive { .. } => "interactive",
+            Self::Location { .. } => "location",
+            Self::Reaction { .. } => "reaction",
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::{
     circuits::{self, Scope},
     classify::{Class, classify},
     dispatch::{Attempted, Ctx, Disposition, Sendable, outcome_of},
-    graph_client::build_body,
+    graph_body::build_body,
     retry::{await_status, duration, give_up, hold, retry_or_give_up, retry_while_sendable},
 };
 use chrono::{DateTime, Utc};

@@ -3,13 +3,9 @@
 //! HTTP status or message text).
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
-use wafleet_core::{
-    config::Secret,
-    contract::{Content, ResolvedParameters},
-    domain::MessageId,
-};
+use wafleet_core::config::Secret;
 
 /// One process-wide HTTP client (connection pool, HTTP/2 to graph.facebook.com).
 #[derive(Debug, Clone)]
@@ -243,100 +239,4 @@ fn regain_access(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .filter_map(|u| u.get("estimated_time_to_regain_access")?.as_u64())
         .max()?;
     (minutes > 0).then(|| Duration::from_secs(minutes * 60))
-}
-
-/// The send body for one message (reference §1). `to` keeps its `+` so Meta never guesses the
-/// country; our id rides along as `biz_opaque_callback_data` and comes back on every status.
-pub fn build_body(content: &Content, to: &str, message_id: MessageId) -> Value {
-    let mut body = json!({
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": to,
-        "biz_opaque_callback_data": message_id.to_string(),
-    });
-    match content {
-        Content::Text { body: text } => {
-            body["type"] = json!("text");
-            body["text"] = json!({ "body": text, "preview_url": false });
-        }
-        Content::Template {
-            name,
-            language,
-            parameters,
-        } => {
-            let params: Vec<Value> = match parameters {
-                ResolvedParameters::Positional(values) => values
-                    .iter()
-                    .map(|v| json!({ "type": "text", "text": v }))
-                    .collect(),
-                ResolvedParameters::Named(values) => values
-                    .iter()
-                    .map(|(k, v)| json!({ "type": "text", "parameter_name": k, "text": v }))
-                    .collect(),
-            };
-            let mut template = json!({ "name": name, "language": { "code": language } });
-            if !params.is_empty() {
-                template["components"] = json!([{ "type": "body", "parameters": params }]);
-            }
-            body["type"] = json!("template");
-            body["template"] = template;
-        }
-    }
-    body
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_template_body_carries_its_parameters_and_our_callback_id() {
-        let id = MessageId::new();
-        let body = build_body(
-            &Content::Template {
-                name: "job_opportunity".into(),
-                language: "en_GB".into(),
-                parameters: ResolvedParameters::Positional(vec!["Anna".into(), "Bob".into()]),
-            },
-            "+447400123456",
-            id,
-        );
-        assert_eq!(body["type"], "template");
-        assert_eq!(body["to"], "+447400123456");
-        assert_eq!(body["biz_opaque_callback_data"], id.to_string());
-        assert_eq!(body["template"]["language"]["code"], "en_GB");
-        let params = &body["template"]["components"][0]["parameters"];
-        assert_eq!(params[1], json!({"type": "text", "text": "Bob"}));
-    }
-
-    #[test]
-    fn named_parameters_carry_their_names() {
-        let body = build_body(
-            &Content::Template {
-                name: "gdpr".into(),
-                language: "en".into(),
-                parameters: ResolvedParameters::Named(vec![("first_name".into(), "Anna".into())]),
-            },
-            "+447400123456",
-            MessageId::new(),
-        );
-        assert_eq!(
-            body["template"]["components"][0]["parameters"][0]["parameter_name"],
-            "first_name"
-        );
-    }
-
-    #[test]
-    fn a_template_without_parameters_has_no_components() {
-        let body = build_body(
-            &Content::Template {
-                name: "hello".into(),
-                language: "en".into(),
-                parameters: ResolvedParameters::Positional(vec![]),
-            },
-            "+447400123456",
-            MessageId::new(),
-        );
-        assert!(body["template"].get("components").is_none());
-    }
 }

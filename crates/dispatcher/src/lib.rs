@@ -13,6 +13,7 @@ pub mod consumer;
 pub mod dispatch;
 pub mod feeder;
 mod gate;
+pub mod graph_body;
 pub mod graph_client;
 pub mod policy;
 pub mod rate;

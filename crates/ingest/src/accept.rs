@@ -296,7 +296,7 @@ async fn resolve(
         DraftBody::Template { name, language, .. } => {
             load_template(&st.pool, tenant, name, language).await?
         }
-        DraftBody::Text(_) => None,
+        DraftBody::Free(_) => None,
     };
     let senders = senders.get(&tenant).map(Vec::as_slice).unwrap_or_default();
     let ((sender_id, phone_number_id), content) =

@@ -19,6 +19,7 @@ pub mod senders;
 pub mod settings_rules;
 pub mod signup;
 pub mod state;
+pub mod template_components;
 pub mod templates;
 pub mod validate;
 

@@ -184,6 +184,8 @@ pub struct TemplateInfo {
     pub parameter_format: String,
     pub body_param_count: i32,
     bindings: Vec<Binding>,
+    /// Meta's component definitions (header format, buttons), for header and button parameters.
+    pub components: Vec<Value>,
 }
 
 /// Reads a synced template (`None` if it was never synced).
@@ -214,9 +216,10 @@ pub async fn load_templates(
     let names: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
     let languages: Vec<&str> = keys.iter().map(|k| k.2.as_str()).collect();
     // Driven by the templates primary key (tenant, name, language), whatever the statistics.
-    let rows: Vec<(TenantId, String, String, String, String, i32, Value)> = sqlx::query_as(
+    type Row = (TenantId, String, String, String, String, i32, Value, Value);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT t.tenant_id, t.name, t.language, t.status, t.parameter_format, t.body_param_count,
-                t.bindings
+                t.bindings, t.components
          FROM unnest($1::uuid[], $2::text[], $3::text[]) AS k(tenant_id, name, language)
          JOIN templates t
            ON t.tenant_id = k.tenant_id AND t.name = k.name AND t.language = k.language",
@@ -229,12 +232,22 @@ pub async fn load_templates(
     Ok(rows
         .into_iter()
         .map(
-            |(tenant, name, language, status, parameter_format, body_param_count, bindings)| {
+            |(
+                tenant,
+                name,
+                language,
+                status,
+                parameter_format,
+                body_param_count,
+                bindings,
+                components,
+            )| {
                 let info = TemplateInfo {
                     status,
                     parameter_format,
                     body_param_count,
                     bindings: serde_json::from_value(bindings).unwrap_or_default(),
+                    components: serde_json::from_value(components).unwrap_or_default(),
                 };
                 ((tenant, name, language), info)
             },
@@ -342,17 +355,34 @@ pub fn resolve_draft(
         return Err(problem);
     }
     let content = match &draft.body {
-        DraftBody::Text(body) => Content::Text { body: body.clone() },
+        DraftBody::Free(content) => content.clone(),
         DraftBody::Template {
             name,
             language,
             parameters,
             merge_fields,
-        } => Content::Template {
-            name: name.clone(),
-            language: language.clone(),
-            parameters: bind_template(template, name, language, parameters, merge_fields)?,
-        },
+            header,
+            buttons,
+        } => {
+            let parameters = bind_template(template, name, language, parameters, merge_fields)?;
+            let components = template
+                .map(|t| t.components.as_slice())
+                .unwrap_or_default();
+            let (header, buttons) = crate::template_components::bind(
+                name,
+                components,
+                header.as_ref(),
+                buttons,
+                merge_fields.as_ref(),
+            )?;
+            Content::Template {
+                name: name.clone(),
+                language: language.clone(),
+                parameters,
+                header,
+                buttons,
+            }
+        }
     };
     Ok((sender, content))
 }

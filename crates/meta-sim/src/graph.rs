@@ -65,6 +65,8 @@ async fn send_message(
         biz_opaque_callback_data: field("biz_opaque_callback_data"),
         wamid: None,
         error_code: None,
+        content: field("type").and_then(|t| request.as_ref()?.get(t).cloned()),
+        context: request.as_ref().and_then(|r| r.get("context").cloned()),
     };
     let outcome = accept(&sim, &phone_number_id, &headers, request.as_ref()).await;
     let response = match outcome {
@@ -184,6 +186,7 @@ async fn accept(
     let template_category = if message_type == "template" {
         Some(check_template(&inner, &number.waba_id, request)?)
     } else {
+        crate::content::check_free_form(request, message_type)?;
         None
     };
     let outcome = if inner.unreachable.contains(&wa_id) {
@@ -254,6 +257,11 @@ fn check_template(inner: &Inner, waba_id: &str, request: &Value) -> Result<Strin
             ),
         ));
     }
+    let components = request
+        .pointer("/template/components")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    crate::content::check_template_components(template, components)?;
     Ok(template.category.to_lowercase())
 }
 

@@ -10,6 +10,7 @@
 
 mod account_events;
 mod auth;
+mod content;
 mod control;
 mod display_name;
 mod errors;

@@ -44,7 +44,7 @@ pub(crate) async fn templates(
                 "status": t.status,
                 "category": t.category,
                 "parameter_format": t.parameter_format,
-                "components": [{"type": "BODY", "text": t.body_text}],
+                "components": components_of(t),
                 "id": stored.id,
             })
         })
@@ -153,6 +153,34 @@ pub(crate) fn placeholder_count(text: &str) -> usize {
         rest = &after[close + 2..];
     }
     seen.len()
+}
+
+/// A template's components as Meta lists them: the header, the body and the buttons.
+fn components_of(t: &crate::types::SimTemplate) -> Vec<Value> {
+    let mut components = Vec::new();
+    if let Some(h) = &t.header {
+        let mut header = json!({"type": "HEADER", "format": h.format});
+        if let Some(text) = &h.text {
+            header["text"] = json!(text);
+        }
+        components.push(header);
+    }
+    components.push(json!({"type": "BODY", "text": t.body_text}));
+    if !t.buttons.is_empty() {
+        let buttons: Vec<Value> = t
+            .buttons
+            .iter()
+            .map(|b| {
+                let mut button = json!({"type": b.kind, "text": b.text});
+                if let Some(url) = &b.url {
+                    button["url"] = json!(url);
+                }
+                button
+            })
+            .collect();
+        components.push(json!({"type": "BUTTONS", "buttons": buttons}));
+    }
+    components
 }
 
 #[cfg(test)]

@@ -58,6 +58,32 @@ pub struct SimTemplate {
     /// `POSITIONAL` or `NAMED`.
     #[serde(default = "default_parameter_format")]
     pub parameter_format: String,
+    /// The header, if any: `TEXT` (with an optional `{{1}}`), `IMAGE`, `VIDEO` or `DOCUMENT`.
+    #[serde(default)]
+    pub header: Option<SimHeader>,
+    /// The buttons, in order (their index is their position).
+    #[serde(default)]
+    pub buttons: Vec<SimButton>,
+}
+
+/// A template's header as Meta lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SimHeader {
+    pub format: String,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// A template's button as Meta lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SimButton {
+    /// `QUICK_REPLY`, `URL`, `COPY_CODE`, `PHONE_NUMBER`…
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: String,
+    /// URL buttons: the URL, with `{{1}}` for a dynamic suffix.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 fn default_status() -> String {
@@ -87,6 +113,12 @@ pub struct RecordedSend {
     pub wamid: Option<String>,
     /// The Graph error code returned synchronously, if any.
     pub error_code: Option<i64>,
+    /// The object named after the type (`template`, `document`, `interactive`…), as sent.
+    #[serde(default)]
+    pub content: Option<serde_json::Value>,
+    /// `context` (a reply's quoted message), if sent.
+    #[serde(default)]
+    pub context: Option<serde_json::Value>,
 }
 
 /// A fault injected into the send endpoint (`POST /_sim/faults`).

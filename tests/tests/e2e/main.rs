@@ -26,6 +26,7 @@ mod openapi;
 mod policies;
 mod rate_bench;
 mod retry_persistence;
+mod rich_messages;
 mod round_trip;
 mod webhook_bench;
 mod webhook_fields;

@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, HashSet};
 use wafleet_core::{
     amqp,
     campaign::status,
+    contract::{ButtonInput, HeaderInput},
     domain::{MessageId, TenantId, state},
     http::Problem,
     metrics::CAMPAIGN_RECIPIENTS,
@@ -62,6 +63,8 @@ pub struct Intake {
     template_name: String,
     template_language: String,
     template: TemplateInfo,
+    template_header: Option<HeaderInput>,
+    template_buttons: Option<Vec<ButtonInput>>,
     /// The tenant's allowed countries, read once (empty = worldwide).
     allowed_countries: Vec<String>,
     user_id: Option<String>,
@@ -101,7 +104,10 @@ impl Intake {
         let template = header.template.unwrap_or(super::CampaignTemplate {
             name: None,
             language: None,
+            header: None,
+            buttons: None,
         });
+        let (template_header, template_buttons) = (template.header, template.buttons);
         let Some(template_name) = template.name.filter(|n| !n.trim().is_empty()) else {
             return Ok(Err(unprocessable(
                 "missing_field",
@@ -116,6 +122,17 @@ impl Intake {
                 "`template.language` is required, e.g. \"en_GB\"",
             )));
         };
+        // Checked once here, so a wrong header or button refuses the campaign, not each row.
+        if let Some(h) = &template_header
+            && let Err(problem) = crate::validate::rich::header(h)
+        {
+            return Ok(Err(problem));
+        }
+        if let Err(problem) =
+            crate::validate::rich::buttons(template_buttons.as_deref().unwrap_or_default())
+        {
+            return Ok(Err(problem));
+        }
         let user_id = header.user_id.filter(|u| !u.is_empty());
         let now = st.clock.now();
         if header.not_after.is_some_and(|t| t <= now) {
@@ -192,6 +209,8 @@ impl Intake {
             template_name,
             template_language,
             template: info,
+            template_header,
+            template_buttons,
             allowed_countries,
             user_id,
             not_after: header.not_after,

@@ -13,7 +13,7 @@ mod write;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use wafleet_core::contract::{RecordInput, TemplateParameters};
+use wafleet_core::contract::{ButtonInput, HeaderInput, RecordInput, TemplateParameters};
 
 /// The template a campaign sends.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -21,6 +21,14 @@ use wafleet_core::contract::{RecordInput, TemplateParameters};
 pub struct CampaignTemplate {
     pub name: Option<String>,
     pub language: Option<String>,
+    /// The header's parameter for every recipient (a job description document, or a text
+    /// header from each recipient's `merge_fields`).
+    #[serde(default)]
+    pub header: Option<HeaderInput>,
+    /// Button parameters for every recipient (an "Apply" link's suffix from each recipient's
+    /// `merge_fields`, say).
+    #[serde(default)]
+    pub buttons: Option<Vec<ButtonInput>>,
 }
 
 /// Everything about a campaign but its recipients: the JSON body without `recipients`, or the

@@ -51,7 +51,7 @@ impl Lookups {
                 DraftBody::Template { name, language, .. } => {
                     Some((j.tenant, name.clone(), language.clone()))
                 }
-                DraftBody::Text(_) => None,
+                DraftBody::Free(_) => None,
             })
             .collect();
         keys.sort();
@@ -155,7 +155,7 @@ fn resolve_draft(
                 .templates
                 .get(&(job.tenant, name.clone(), language.clone()))
         }
-        DraftBody::Text(_) => None,
+        DraftBody::Free(_) => None,
     };
     let (sender, content) = resolve::resolve_draft(
         &draft,

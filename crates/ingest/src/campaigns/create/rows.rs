@@ -84,9 +84,16 @@ impl Intake {
                 name: Some(self.template_name.clone()),
                 language: Some(self.template_language.clone()),
                 parameters: r.parameters,
+                header: self.template_header.clone(),
+                buttons: self.template_buttons.clone(),
             }),
             merge_fields: r.merge_fields,
             text: None,
+            media: None,
+            interactive: None,
+            location: None,
+            reaction: None,
+            reply_to: None,
             not_after: None,
             kind: Some(Kind::Bulk),
             campaign_id: Some(self.id),
@@ -100,6 +107,8 @@ impl Intake {
         let validate::DraftBody::Template {
             parameters,
             merge_fields,
+            header,
+            buttons,
             ..
         } = &draft.body
         else {
@@ -112,11 +121,21 @@ impl Intake {
             parameters,
             merge_fields,
         )
+        .map_err(|p| Box::new((p, given.clone())))?;
+        let (header, buttons) = crate::template_components::bind(
+            &self.template_name,
+            &self.template.components,
+            header.as_ref(),
+            buttons,
+            merge_fields.as_ref(),
+        )
         .map_err(|p| Box::new((p, given)))?;
         let content = Content::Template {
             name: self.template_name.clone(),
             language: self.template_language.clone(),
             parameters: params,
+            header,
+            buttons,
         };
         Ok(Valid {
             to: draft.to.as_str().to_owned(),
