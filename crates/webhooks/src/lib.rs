@@ -17,6 +17,7 @@ pub mod receiver;
 pub mod signature;
 pub mod statuses;
 pub mod template_fields;
+pub mod usage;
 
 use anyhow::Context;
 use std::{sync::Arc, time::Duration};

@@ -10,7 +10,7 @@
 
 use crate::{
     optouts::{self, OptOutChange},
-    outbox, parking,
+    outbox, parking, usage,
 };
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
@@ -78,6 +78,11 @@ struct Current {
     record_type: Option<String>,
     record_id: Option<String>,
     trace_context: Option<String>,
+    /// Whether Meta's pricing was recorded before (the usage rollup counts a message once).
+    priced: bool,
+    phone_number_id: Option<String>,
+    user_id: Option<String>,
+    campaign_id: Option<uuid::Uuid>,
 }
 
 /// What a status does to a message in `current` state: the new state, if it moves.
@@ -140,7 +145,8 @@ pub async fn apply(
     ids.sort();
     ids.dedup();
     let rows: Vec<Current> = sqlx::query_as(
-        "SELECT id, wamid, state, status_at, recipient, record_type, record_id, trace_context
+        "SELECT id, wamid, state, status_at, recipient, record_type, record_id, trace_context,
+                pricing IS NOT NULL AS priced, phone_number_id, user_id, campaign_id
          FROM messages
          -- Driven by the primary key: the tenant and direction checks are written as filters
          -- (`IS TRUE`), so that an unanalysed table's tenant indexes never look cheaper.
@@ -158,6 +164,8 @@ pub async fn apply(
 
     let mut touched: HashSet<MessageId> = HashSet::new();
     let mut pricing: HashMap<MessageId, Value> = HashMap::new();
+    // Messages priced for the first time, with the status time: the usage rollup.
+    let mut first_priced: Vec<(MessageId, DateTime<Utc>)> = Vec::new();
     let mut errors: HashMap<MessageId, Value> = HashMap::new();
     let mut reasons: HashMap<MessageId, String> = HashMap::new();
     // 131049: (message, not before) and (recipient, held until).
@@ -188,6 +196,10 @@ pub async fn apply(
             touched.insert(id);
         }
         if let Some(p) = &item.pricing {
+            if !msg.priced {
+                msg.priced = true;
+                first_priced.push((id, item.at));
+            }
             pricing.insert(id, p.clone());
             touched.insert(id);
         }
@@ -340,6 +352,21 @@ pub async fn apply(
         parking::park(tx, tenant, &parked).await?;
     }
     optouts::record(tx, tenant, &optouts).await?;
+    let priced: Vec<usage::Priced> = first_priced
+        .iter()
+        .filter_map(|(id, at)| {
+            let m = by_id.get(id)?;
+            Some(usage::Priced {
+                phone_number_id: m.phone_number_id.as_deref(),
+                user_id: m.user_id.as_deref(),
+                campaign_id: m.campaign_id,
+                recipient: m.recipient.as_deref(),
+                pricing: pricing.get(id)?,
+                at: *at,
+            })
+        })
+        .collect();
+    usage::record(tx, tenant, &priced).await?;
     outbox::enqueue(tx, "status", tenant, &notes).await?;
     for note in notes.iter().filter(|n| n.status != state::SENT) {
         // `sent` is counted by the dispatcher when Meta accepts the send.
