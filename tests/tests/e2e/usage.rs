@@ -44,7 +44,7 @@ fn pricing(billable: bool, category: &str, kind: &str) -> Value {
     json!({"billable": billable, "pricing_model": "PMP", "category": category, "type": kind})
 }
 
-fn group<'a>(usage: &'a Value, key: Value) -> &'a Value {
+fn group(usage: &Value, key: Value) -> &Value {
     usage["groups"]
         .as_array()
         .unwrap()

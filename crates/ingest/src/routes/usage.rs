@@ -90,6 +90,17 @@ fn column(group_by: &str) -> Option<&'static str> {
     })
 }
 
+/// One rollup sum: a day, the group's key, and what the price depends on.
+#[derive(sqlx::FromRow)]
+struct Row {
+    day: NaiveDate,
+    key: Option<String>,
+    country: Option<String>,
+    category: String,
+    messages: i64,
+    billable: i64,
+}
+
 /// `GET /v1/usage`.
 #[tracing::instrument(name = "GET /v1/usage", skip_all, fields(otel.kind = "server", tenant))]
 pub async fn get(
@@ -117,17 +128,17 @@ pub async fn get(
         )
     })?;
     // Summed per day, country and category as well, which the price depends on.
-    let rows: Vec<(NaiveDate, Option<String>, Option<String>, String, i64, i64)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT day, {col} AS key, country, category, sum(messages)::bigint, sum(billable)::bigint
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT day, {col} AS key, country, category, sum(messages)::bigint AS messages,
+                    sum(billable)::bigint AS billable
              FROM usage_daily WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
              GROUP BY day, key, country, category"
-        )))
-        .bind(principal.tenant_id)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&st.pool)
-        .await?;
+    )))
+    .bind(principal.tenant_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&st.pool)
+    .await?;
     Ok(Json(summarise(&st.rate_card, from, to, group_by, rows)))
 }
 
@@ -136,12 +147,20 @@ fn summarise(
     from: NaiveDate,
     to: NaiveDate,
     group_by: String,
-    rows: Vec<(NaiveDate, Option<String>, Option<String>, String, i64, i64)>,
+    rows: Vec<Row>,
 ) -> Usage {
     let mut groups: BTreeMap<Option<String>, UsageCounts> = BTreeMap::new();
     let mut total = UsageCounts::default();
     let mut versions = BTreeSet::new();
-    for (day, key, country, category, messages, billable) in rows {
+    for Row {
+        day,
+        key,
+        country,
+        category,
+        messages,
+        billable,
+    } in rows
+    {
         let price = card.price(day, country.as_deref(), &category);
         for c in [groups.entry(key).or_default(), &mut total] {
             c.messages += messages;
