@@ -584,6 +584,7 @@ pub mod onboarding;
 pub mod ops;
 pub mod procs;
 pub mod proxy;
+pub mod receiver;
 
 pub use admin::OtherTenant;
 pub use events::EventQueue;

@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 mod durations;
+mod notify;
 pub use durations::parse_duration;
 use durations::{humantime_ms, humantime_ms_vec};
+pub use notify::NotifySettings;
 
 /// Every knob of the fleet. Services take the part they need.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +54,11 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub webhooks: WebhookSettings,
     pub broker: BrokerSettings,
+    /// Delivery of events to tenants' HTTP endpoints.
+    pub notify: NotifySettings,
+    /// The operator's rate card (CSV, see `deploy/rate-card.csv`) for estimated costs; unset,
+    /// the copy of `deploy/rate-card.csv` built into the binary is used.
+    pub rate_card: Option<std::path::PathBuf>,
     /// How often each service refreshes its queue-depth and connection-state gauges.
     #[serde(with = "humantime_ms")]
     pub monitor_interval: Duration,
@@ -301,6 +308,8 @@ impl Default for Settings {
                 publish_timeout: Duration::from_secs(10),
                 recovery_stuck_after: Duration::from_secs(60),
             },
+            notify: NotifySettings::default(),
+            rate_card: None,
             monitor_interval: Duration::from_secs(10),
         }
     }
@@ -339,6 +348,13 @@ impl Settings {
             if text.as_deref().is_some_and(str::is_empty) {
                 *text = None;
             }
+        }
+        if settings
+            .rate_card
+            .as_deref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            settings.rate_card = None;
         }
         settings.validate()?;
         Ok(settings)
@@ -399,6 +415,7 @@ impl Settings {
         {
             return bad("public_base_url is an http(s) URL, e.g. https://wa.example.com");
         }
+        self.notify.validate().map_err(ConfigError::Invalid)?;
         if let Some(key) = &self.secret_key {
             crate::secrets::SecretBox::from_hex(key.expose())
                 .map_err(|e| ConfigError::Invalid(format!("WAFLEET_SECRET_KEY: {e}")))?;

@@ -12,15 +12,18 @@ pub mod contract;
 pub mod db;
 pub mod dead_letters;
 pub mod domain;
+pub mod endpoint_url;
 pub mod health;
 pub mod http;
 pub mod limit_holds;
 pub mod metrics;
 pub mod monitor;
 pub mod policy;
+pub mod rate_card;
 pub mod secrets;
 pub mod service;
 pub mod shutdown;
+pub mod standard_webhooks;
 pub mod telemetry;
 pub mod tenant;
 

@@ -75,6 +75,15 @@ pub const CONNECTION_CHANGES: &str = "wafleet_connection_changes_total";
 pub const SIGNUP_FAILURES: &str = "wafleet_signup_failures_total";
 /// Counter: `messaging_limit` holds made due at once because the limit was raised.
 pub const LIMIT_HOLDS_RELEASED: &str = "wafleet_limit_holds_released_total";
+/// Counter `{category, country, billable}`: outbound messages Meta priced (the first `pricing`
+/// of each message's status webhooks), by Meta's pricing category, the recipient's country
+/// (ISO code, `unknown` without one) and whether Meta bills it (`true`, `false`).
+pub const PRICED_MESSAGES: &str = "wafleet_priced_messages_total";
+/// Counter `{outcome}` (`delivered`, `retry`, `dead`): attempts to deliver an event to a
+/// tenant's HTTP endpoint.
+pub const ENDPOINT_ATTEMPTS: &str = "wafleet_endpoint_attempts_total";
+/// Histogram `{outcome}`: how long one endpoint request took.
+pub const ENDPOINT_DURATION: &str = "wafleet_endpoint_request_seconds";
 
 /// Registers help texts and units once per process (Prometheus `# HELP` lines).
 pub fn describe() {
@@ -133,6 +142,19 @@ pub fn describe() {
         describe_counter!(
             SIGNUP_FAILURES,
             "Embedded Signup steps Meta refused, by step"
+        );
+        describe_counter!(
+            PRICED_MESSAGES,
+            "Messages Meta priced, by category, country and billable"
+        );
+        describe_counter!(
+            ENDPOINT_ATTEMPTS,
+            "Webhook endpoint delivery attempts, by outcome"
+        );
+        describe_histogram!(
+            ENDPOINT_DURATION,
+            Unit::Seconds,
+            "Webhook endpoint request duration"
         );
     });
 }

@@ -75,6 +75,11 @@ impl SecretBox {
     }
 }
 
+/// `N` bytes from the system's secure random source.
+pub fn random_array<const N: usize>() -> Result<[u8; N], SecretError> {
+    random_bytes::<N>()
+}
+
 fn random_bytes<const N: usize>() -> Result<[u8; N], SecretError> {
     let mut out = [0u8; N];
     SystemRandom::new()

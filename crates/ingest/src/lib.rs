@@ -91,6 +91,11 @@ impl Application {
             graph,
             public_base_url: settings.public_base_url.clone(),
             operator_key: settings.operator_key.clone(),
+            notify_allow_private: settings.notify.allow_private_addresses,
+            rate_card: std::sync::Arc::new(
+                wafleet_core::rate_card::RateCard::load(settings.rate_card.as_deref())
+                    .context("loading the rate card")?,
+            ),
             campaigns: state::CampaignSettings {
                 batch: settings.ingest.campaign_batch,
                 max_body_bytes: settings.ingest.campaign_max_body_bytes,

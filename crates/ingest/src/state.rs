@@ -20,6 +20,10 @@ pub struct AppState {
     pub public_base_url: Option<String>,
     /// The operators' credential (`WAFLEET_OPERATOR_KEY`); operator routes answer 401 without.
     pub operator_key: Option<wafleet_core::config::Secret>,
+    /// `notify.allow_private_addresses`: whether webhook endpoints may be on private addresses.
+    pub notify_allow_private: bool,
+    /// Meta's prices for estimated costs (`GET /v1/usage`, campaign dry runs).
+    pub rate_card: Arc<wafleet_core::rate_card::RateCard>,
 }
 
 /// What the campaign API needs from the settings.

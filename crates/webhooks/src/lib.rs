@@ -5,6 +5,7 @@
 
 pub mod account_fields;
 pub mod consumer;
+pub mod endpoints;
 pub mod fields;
 pub mod inbound;
 pub mod observe;
@@ -16,6 +17,7 @@ pub mod receiver;
 pub mod signature;
 pub mod statuses;
 pub mod template_fields;
+pub mod usage;
 
 use anyhow::Context;
 use std::{sync::Arc, time::Duration};
@@ -34,6 +36,8 @@ pub struct Application {
     receiver: receiver::ReceiverState,
     consumer: Arc<consumer::ConsumerCtx>,
     drainer: outbox::Drainer,
+    /// Absent without `WAFLEET_SECRET_KEY` (endpoint secrets cannot be opened).
+    deliverer: Option<Arc<endpoints::deliver::Deliverer>>,
     settings: Settings,
     publish: Broker,
     consume: Broker,
@@ -58,6 +62,23 @@ impl Application {
             Some(_) => Some(settings.secret_box()?),
             None => None,
         };
+        let deliveries_ready = Arc::new(tokio::sync::Notify::new());
+        let deliverer = match &secrets {
+            Some(secrets) => Some(Arc::new(endpoints::deliver::Deliverer {
+                pool: pool.clone(),
+                http: endpoints::deliver::Deliverer::client(&settings.notify)
+                    .context("the webhook endpoints' HTTP client")?,
+                secrets: secrets.clone(),
+                settings: settings.notify.clone(),
+                wake: deliveries_ready.clone(),
+            })),
+            None => {
+                tracing::warn!(
+                    "WAFLEET_SECRET_KEY is not set: events are not delivered to webhook endpoints"
+                );
+                None
+            }
+        };
         let receiver = receiver::ReceiverState {
             pool: pool.clone(),
             publisher: Publisher::new(&publish),
@@ -73,6 +94,7 @@ impl Application {
             topology: topology.clone(),
             wake: events_ready.clone(),
             interval: settings.webhooks.events_interval,
+            deliveries_ready,
         };
         let consumer = Arc::new(consumer::ConsumerCtx {
             pool,
@@ -84,6 +106,7 @@ impl Application {
             receiver,
             consumer,
             drainer,
+            deliverer,
             settings,
             publish,
             consume,
@@ -141,10 +164,17 @@ impl Application {
             Duration::from_secs(2),
             cancel.clone(),
         ));
+        // The delivery worker stops with the drainer, after the last events were fanned out.
+        let deliverer = self
+            .deliverer
+            .map(|d| tokio::spawn(d.run(drain_cancel.clone())));
         tasks.close();
         tasks.wait().await;
         drain_cancel.cancel();
         drainer.await?;
+        if let Some(d) = deliverer {
+            d.await?;
+        }
         http.await?.context("HTTP server")?;
         consume.await.context("webhook consumer")?;
         self.publish.close().await;

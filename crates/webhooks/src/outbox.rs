@@ -4,6 +4,8 @@
 //! order, then deletes them (the outbox is a queue, not a log: the message history is the
 //! record, and a deleted row costs no index entry where marking it would rewrite it). A crash
 //! between the publish and the delete republishes: delivery is at-least-once, never lost.
+//! The same transaction writes the events' HTTP deliveries for tenants' webhook endpoints
+//! (`endpoints::fanout`), so an event reaches both or (rolled back, drained again) neither.
 
 use futures_util::future::try_join_all;
 use serde::Serialize;
@@ -64,6 +66,8 @@ pub struct Drainer {
     /// Woken after a commit that wrote events, so they leave at once rather than on the tick.
     pub wake: Arc<Notify>,
     pub interval: Duration,
+    /// Woken after a round that wrote HTTP deliveries.
+    pub deliveries_ready: Arc<Notify>,
 }
 
 impl Drainer {
@@ -71,8 +75,14 @@ impl Drainer {
     /// replicas drain side by side without publishing the same row twice.
     pub async fn drain_once(&self) -> Result<usize, DrainError> {
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<(i64, String, Value)> = sqlx::query_as(
-            "SELECT id, routing_key, body FROM outbound_events
+        let rows: Vec<(
+            i64,
+            String,
+            Value,
+            uuid::Uuid,
+            chrono::DateTime<chrono::Utc>,
+        )> = sqlx::query_as(
+            "SELECT id, routing_key, body, tenant_id, created_at FROM outbound_events
              WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(BATCH)
@@ -84,11 +94,11 @@ impl Drainer {
         let exchange = self.topology.events_exchange();
         let bodies: Vec<Vec<u8>> = rows
             .iter()
-            .map(|(_, _, b)| serde_json::to_vec(b).expect("json"))
+            .map(|(_, _, b, _, _)| serde_json::to_vec(b).expect("json"))
             .collect();
         // Publishes are pipelined on one confirm channel (frames leave in id order) and each
         // waits for its own confirm.
-        try_join_all(rows.iter().zip(&bodies).map(|((id, key, _), body)| {
+        try_join_all(rows.iter().zip(&bodies).map(|((id, key, ..), body)| {
             let exchange = &exchange;
             async move {
                 let mut headers = Default::default();
@@ -107,12 +117,28 @@ impl Drainer {
             }
         }))
         .await?;
+        let events: Vec<crate::endpoints::fanout::Event> = rows
+            .iter()
+            .map(
+                |(id, key, body, tenant_id, created_at)| crate::endpoints::fanout::Event {
+                    id: *id,
+                    tenant_id: *tenant_id,
+                    routing_key: key,
+                    body,
+                    created_at: *created_at,
+                },
+            )
+            .collect();
+        let deliveries = crate::endpoints::fanout::fan_out(&mut tx, &events).await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
         sqlx::query("DELETE FROM outbound_events WHERE id = ANY($1)")
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        if deliveries > 0 {
+            self.deliveries_ready.notify_one();
+        }
         metrics::counter!("wafleet_events_published_total").increment(ids.len() as u64);
         Ok(ids.len())
     }

@@ -10,9 +10,12 @@
 
 use crate::{
     optouts::{self, OptOutChange},
-    outbox, parking,
+    outbox, parking, usage,
 };
 use chrono::{DateTime, Duration, Utc};
+
+mod defer;
+use defer::defer;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use wafleet_core::{
@@ -78,6 +81,11 @@ struct Current {
     record_type: Option<String>,
     record_id: Option<String>,
     trace_context: Option<String>,
+    /// Whether Meta's pricing was recorded before (the usage rollup counts a message once).
+    priced: bool,
+    phone_number_id: Option<String>,
+    user_id: Option<String>,
+    campaign_id: Option<uuid::Uuid>,
 }
 
 /// What a status does to a message in `current` state: the new state, if it moves.
@@ -140,7 +148,8 @@ pub async fn apply(
     ids.sort();
     ids.dedup();
     let rows: Vec<Current> = sqlx::query_as(
-        "SELECT id, wamid, state, status_at, recipient, record_type, record_id, trace_context
+        "SELECT id, wamid, state, status_at, recipient, record_type, record_id, trace_context,
+                pricing IS NOT NULL AS priced, phone_number_id, user_id, campaign_id
          FROM messages
          -- Driven by the primary key: the tenant and direction checks are written as filters
          -- (`IS TRUE`), so that an unanalysed table's tenant indexes never look cheaper.
@@ -158,6 +167,8 @@ pub async fn apply(
 
     let mut touched: HashSet<MessageId> = HashSet::new();
     let mut pricing: HashMap<MessageId, Value> = HashMap::new();
+    // Messages priced for the first time, with the status time: the usage rollup.
+    let mut first_priced: Vec<(MessageId, DateTime<Utc>)> = Vec::new();
     let mut errors: HashMap<MessageId, Value> = HashMap::new();
     let mut reasons: HashMap<MessageId, String> = HashMap::new();
     // 131049: (message, not before) and (recipient, held until).
@@ -188,6 +199,10 @@ pub async fn apply(
             touched.insert(id);
         }
         if let Some(p) = &item.pricing {
+            if !msg.priced {
+                msg.priced = true;
+                first_priced.push((id, item.at));
+            }
             pricing.insert(id, p.clone());
             touched.insert(id);
         }
@@ -340,6 +355,21 @@ pub async fn apply(
         parking::park(tx, tenant, &parked).await?;
     }
     optouts::record(tx, tenant, &optouts).await?;
+    let priced: Vec<usage::Priced> = first_priced
+        .iter()
+        .filter_map(|(id, at)| {
+            let m = by_id.get(id)?;
+            Some(usage::Priced {
+                phone_number_id: m.phone_number_id.as_deref(),
+                user_id: m.user_id.as_deref(),
+                campaign_id: m.campaign_id,
+                recipient: m.recipient.as_deref(),
+                pricing: pricing.get(id)?,
+                at: *at,
+            })
+        })
+        .collect();
+    usage::record(tx, tenant, &priced).await?;
     outbox::enqueue(tx, "status", tenant, &notes).await?;
     for note in notes.iter().filter(|n| n.status != state::SENT) {
         // `sent` is counted by the dispatcher when Meta accepts the send.
@@ -347,44 +377,6 @@ pub async fn apply(
     }
     metrics::counter!("wafleet_webhook_statuses_applied_total").increment(notes.len() as u64);
     Ok(notes.len())
-}
-
-/// 131049: the messages wait until `not_before` (the dispatcher's releaser sends them again,
-/// under a new wamid, so the old one is dropped) and the recipient is held until then.
-async fn defer(
-    tx: &mut sqlx::PgConnection,
-    tenant: TenantId,
-    deferrals: &[(MessageId, DateTime<Utc>)],
-    holds: &HashMap<String, DateTime<Utc>>,
-) -> Result<(), sqlx::Error> {
-    let ids: Vec<uuid::Uuid> = deferrals.iter().map(|d| d.0.0).collect();
-    let until: Vec<DateTime<Utc>> = deferrals.iter().map(|d| d.1).collect();
-    sqlx::query(
-        "UPDATE messages m SET not_before = u.until, wamid = NULL, claimed_at = NULL
-         FROM unnest($2::uuid[], $3::timestamptz[]) AS u(id, until)
-         WHERE m.tenant_id = $1 AND m.id = u.id AND m.state = 'deferred'",
-    )
-    .bind(tenant)
-    .bind(&ids)
-    .bind(&until)
-    .execute(&mut *tx)
-    .await?;
-    let recipients: Vec<&str> = holds.keys().map(String::as_str).collect();
-    let held: Vec<DateTime<Utc>> = recipients.iter().map(|r| holds[*r]).collect();
-    sqlx::query(
-        "INSERT INTO recipient_holds (tenant_id, recipient, until, reason)
-         SELECT $1, r, u, $4 FROM unnest($2::text[], $3::timestamptz[]) AS h(r, u)
-         ON CONFLICT (tenant_id, recipient) DO UPDATE
-         SET until = GREATEST(recipient_holds.until, EXCLUDED.until), reason = EXCLUDED.reason",
-    )
-    .bind(tenant)
-    .bind(&recipients)
-    .bind(&held)
-    .bind(ENGAGEMENT_REASON)
-    .execute(&mut *tx)
-    .await?;
-    metrics::counter!("wafleet_webhook_engagement_deferrals_total").increment(ids.len() as u64);
-    Ok(())
 }
 
 fn first_error_code(errors: &Option<Value>) -> Option<i64> {

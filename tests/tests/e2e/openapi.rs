@@ -111,6 +111,7 @@ fn departures(doc: &Value, schema: &Value, value: &Value, at: &str, out: &mut Ve
 
 /// The documented path that `path` is an instance of (`{id}` stands for any segment).
 fn documented_path<'a>(doc: &'a Value, path: &str) -> &'a str {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
     let segments: Vec<&str> = path.split('/').collect();
     let fits = |template: &str| {
         let parts: Vec<&str> = template.split('/').collect();
@@ -189,6 +190,17 @@ async fn the_bodies_the_server_returns_have_the_documented_shape() {
         (Method::GET, &campaign, None),
         (Method::GET, "/v1/campaigns", None),
         (Method::GET, "/v1/records/candidate/C-1/messages", None),
+        (
+            Method::POST,
+            "/v1/webhook-endpoints",
+            Some(json!({"url": "https://ats.example.com/hooks", "event_types": ["inbound"]})),
+        ),
+        (Method::GET, "/v1/webhook-endpoints", None),
+        (
+            Method::GET,
+            "/v1/usage?from=2026-01-01&to=2026-01-31&group_by=country",
+            None,
+        ),
     ];
 
     // Act and assert: each answer against the schema documented for its status.

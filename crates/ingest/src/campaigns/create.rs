@@ -30,7 +30,10 @@ use wafleet_core::{
     metrics::CAMPAIGN_RECIPIENTS,
 };
 
+mod dry_run;
 mod rows;
+
+pub use dry_run::DryRun;
 
 /// The `202` to `POST /v1/campaigns`: what was accepted and what was refused.
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
@@ -79,6 +82,8 @@ pub struct Intake {
     by_code: BTreeMap<&'static str, u32>,
     /// Recipients already in the campaign (about 40 bytes each: 4 MB per 100,000).
     seen: HashSet<String>,
+    /// A dry run's estimate: batches are priced, not written.
+    dry_run: Option<dry_run::Tally>,
 }
 
 fn unprocessable(code: &'static str, field: &str, detail: impl Into<String>) -> Problem {
@@ -87,11 +92,13 @@ fn unprocessable(code: &'static str, field: &str, detail: impl Into<String>) -> 
 
 impl Intake {
     /// Checks the header and writes the campaign row (uncommitted). The inner `Err` is a problem
-    /// with the campaign as a whole (422); the outer one a failure of ours.
+    /// with the campaign as a whole (422); the outer one a failure of ours. A `dry_run` goes
+    /// through the same checks and writes nothing that outlives it.
     pub async fn open(
         st: &AppState,
         tenant: TenantId,
         header: CampaignHeader,
+        dry_run: bool,
     ) -> Result<Result<Self, Problem>, Problem> {
         let name = header.name.as_deref().map(str::trim).unwrap_or_default();
         if name.is_empty() || name.chars().count() > 200 {
@@ -179,6 +186,23 @@ impl Intake {
         }
 
         let allowed_countries = resolve::allowed_countries(&st.pool, tenant).await?;
+        let dry_run = if dry_run {
+            let category: String = sqlx::query_scalar(
+                "SELECT category FROM templates WHERE tenant_id = $1 AND name = $2 AND language = $3",
+            )
+            .bind(tenant)
+            .bind(&template_name)
+            .bind(&template_language)
+            .fetch_one(&st.pool)
+            .await?;
+            Some(dry_run::Tally::new(
+                st.rate_card.clone(),
+                now.date_naive(),
+                &category,
+            ))
+        } else {
+            None
+        };
         let id = uuid::Uuid::now_v7();
         let mut tx = st.pool.begin().await?;
         sqlx::query(
@@ -223,6 +247,7 @@ impl Intake {
             rejected: 0,
             by_code: BTreeMap::new(),
             seen: HashSet::new(),
+            dry_run,
         }))
     }
 
@@ -286,6 +311,14 @@ impl Intake {
                 }
             }
         }
+        if let Some(tally) = &mut self.dry_run {
+            for to in &recipients {
+                tally.add(to);
+            }
+            self.accepted += ids.len() as u32;
+            self.rejected += rejections.positions.len() as u32;
+            return Ok(());
+        }
         let numbers = self
             .senders
             .assign(&self.db, self.tenant, &recipients)
@@ -318,6 +351,15 @@ impl Intake {
                 "recipients",
                 "a campaign needs at least one recipient",
             )));
+        }
+        if let Some(tally) = self.dry_run.take() {
+            tx.rollback().await?;
+            let body = tally.finish(self.given, self.accepted, self.rejected, self.by_code);
+            return Ok(Reply {
+                status: StatusCode::OK,
+                body: json!(body),
+                replay: false,
+            });
         }
         let duplicates = self.given - self.accepted - self.rejected;
         sqlx::query(

@@ -99,26 +99,42 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
         .transpose()
 }
 
+/// `POST /v1/campaigns` query parameters.
+#[derive(Debug, Deserialize)]
+pub struct CreateQuery {
+    /// `true`: check and price the campaign, create nothing (`200` with the estimate).
+    pub dry_run: Option<String>,
+}
+
 /// `POST /v1/campaigns`.
 #[tracing::instrument(name = "POST /v1/campaigns", skip_all, fields(otel.kind = "server", tenant, campaign))]
 pub async fn create(
     State(st): State<AppState>,
     principal: Principal,
+    Query(query): Query<CreateQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
     principal.require(Role::Sender)?;
+    let dry_run = match query.dry_run.as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") | Some("") => true,
+        Some(_) => {
+            return Err(bad_request("invalid_field", "dry_run is true or false").field("dry_run"));
+        }
+    };
     let ndjson = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| {
             ct.starts_with("application/x-ndjson") || ct.starts_with("application/jsonl")
         });
-    let key = idempotency_key(&headers)?;
+    // A dry run creates nothing, so it neither replays nor stores an idempotent answer.
+    let key = idempotency_key(&headers)?.filter(|_| !dry_run);
     let chunks = Chunks::new(body, st.campaigns.max_body_bytes);
     let reply = match ndjson {
-        true => create_ndjson(&st, principal.tenant_id, key, chunks).await?,
-        false => create_json(&st, principal.tenant_id, key, chunks).await?,
+        true => create_ndjson(&st, principal.tenant_id, key, chunks, dry_run).await?,
+        false => create_json(&st, principal.tenant_id, key, chunks, dry_run).await?,
     };
     Ok(reply.into_response())
 }
@@ -151,6 +167,7 @@ async fn create_json(
     tenant: TenantId,
     key: Option<String>,
     mut chunks: Chunks,
+    dry_run: bool,
 ) -> Result<Reply, Problem> {
     let mut raw = Vec::new();
     while let Some(chunk) = chunks.next().await? {
@@ -168,7 +185,7 @@ async fn create_json(
     })?;
     drop(raw);
     let (header, recipients) = body.split();
-    let mut intake = match Intake::open(st, tenant, header).await? {
+    let mut intake = match Intake::open(st, tenant, header, dry_run).await? {
         Ok(intake) => intake,
         Err(problem) => return Ok(problem_reply(problem)),
     };
@@ -187,6 +204,7 @@ async fn create_ndjson(
     tenant: TenantId,
     key: Option<String>,
     mut chunks: Chunks,
+    dry_run: bool,
 ) -> Result<Reply, Problem> {
     if key_used(st, tenant, &key).await? {
         let hash = chunks.finish_hash().await?;
@@ -220,7 +238,7 @@ async fn create_ndjson(
                             format!("the first line must be the campaign header: {e}"),
                         )
                     })?;
-                    match Intake::open(st, tenant, header).await? {
+                    match Intake::open(st, tenant, header, dry_run).await? {
                         Ok(opened) => {
                             tracing::Span::current()
                                 .record("campaign", tracing::field::display(opened.id()));

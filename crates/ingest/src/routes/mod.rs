@@ -7,6 +7,7 @@ pub mod dead_letters;
 pub mod limits;
 pub mod messages;
 pub mod records;
+pub mod usage;
 
 use crate::state::AppState;
 use axum::{
@@ -35,5 +36,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/dead-letters", get(dead_letters::list))
         .route("/v1/dead-letters/redrive", post(dead_letters::redrive))
         .route("/v1/limits", get(limits::get))
+        .route("/v1/usage", get(usage::get))
         .merge(admin::router())
 }

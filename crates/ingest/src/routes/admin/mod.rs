@@ -4,6 +4,8 @@
 
 pub mod api_keys;
 pub mod caller;
+pub mod deliveries;
+pub mod endpoints;
 pub mod meta;
 pub mod openapi;
 pub mod operator;
@@ -322,6 +324,83 @@ pub fn routes() -> Vec<ApiRoute> {
             delete(api_keys::revoke),
         )
         .returns::<crate::api_keys::KeyView>(200),
+        r(
+            "post",
+            "/v1/webhook-endpoints",
+            admin,
+            "Add an HTTP endpoint for signed notifications (its whsec_ secret is returned once)",
+            post(endpoints::create),
+        )
+        .accepts::<endpoints::CreateRequest>()
+        .returns::<endpoints::EndpointWithSecret>(201),
+        r(
+            "get",
+            "/v1/webhook-endpoints",
+            admin,
+            "The company's webhook endpoints (never their secrets)",
+            get(endpoints::list),
+        )
+        .returns::<endpoints::EndpointList>(200),
+        r(
+            "get",
+            "/v1/webhook-endpoints/{id}",
+            admin,
+            "One webhook endpoint",
+            get(endpoints::get),
+        )
+        .returns::<endpoints::EndpointView>(200),
+        r(
+            "patch",
+            "/v1/webhook-endpoints/{id}",
+            admin,
+            "Change an endpoint's URL, description, event types or enabled",
+            patch(endpoints::edit),
+        )
+        .accepts::<endpoints::EditRequest>()
+        .returns::<endpoints::EndpointView>(200),
+        r(
+            "delete",
+            "/v1/webhook-endpoints/{id}",
+            admin,
+            "Delete an endpoint and its deliveries",
+            delete(endpoints::remove),
+        )
+        .returns::<endpoints::EndpointView>(200),
+        r(
+            "post",
+            "/v1/webhook-endpoints/{id}/rotate-secret",
+            admin,
+            "A new signing secret (returned once); the previous one also signs for 24 h",
+            post(endpoints::rotate),
+        )
+        .no_body()
+        .returns::<endpoints::EndpointWithSecret>(200),
+        r(
+            "post",
+            "/v1/webhook-endpoints/{id}/test",
+            admin,
+            "Send the endpoint a signed test event",
+            post(deliveries::test),
+        )
+        .no_body()
+        .returns::<deliveries::DeliveryView>(202),
+        r(
+            "get",
+            "/v1/webhook-endpoints/{id}/deliveries",
+            admin,
+            "An endpoint's deliveries, newest first (?state=pending|delivered|dead, limit, before)",
+            get(deliveries::list),
+        )
+        .returns::<deliveries::DeliveryList>(200),
+        r(
+            "post",
+            "/v1/webhook-deliveries/{id}/replay",
+            admin,
+            "Send a delivery again (a dead one included), from a fresh attempt budget",
+            post(deliveries::replay),
+        )
+        .no_body()
+        .returns::<deliveries::DeliveryView>(202),
         r(
             "get",
             "/v1/openapi.json",

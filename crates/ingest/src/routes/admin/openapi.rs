@@ -7,7 +7,7 @@
 
 use crate::{
     campaigns as campaign_bodies,
-    routes::{campaigns, circuits, dead_letters, limits, messages, records},
+    routes::{campaigns, circuits, dead_letters, limits, messages, records, usage},
 };
 use axum::Json;
 use schemars::{JsonSchema, Schema, SchemaGenerator, generate::SchemaSettings, json_schema};
@@ -177,6 +177,13 @@ pub const OTHER_ROUTES: &[Operation] = &[
         "The messaging limit: tier, used, headroom (single and bulk), next free slot",
     )
     .returns::<limits::Limits>(200),
+    route(
+        "get",
+        "/v1/usage",
+        "reader",
+        "Priced and billable messages and their estimated cost (?from=&to=&group_by=category|country|sender|user|campaign)",
+    )
+    .returns::<usage::Usage>(200),
     route(
         "post",
         "/v1/messages",
