@@ -73,6 +73,7 @@ impl Application {
         let (group_commit, commit_task) = group_commit::GroupCommit::start(
             pool.clone(),
             dispatch.clone(),
+            clock.clone(),
             group_commit::BatchSettings {
                 max: settings.ingest.batch_max,
                 linger: settings.ingest.batch_linger,

@@ -25,15 +25,18 @@ pub(super) struct Lookups {
     senders: HashMap<TenantId, Vec<SenderRow>>,
     allowed: HashMap<TenantId, Vec<String>>,
     templates: HashMap<TemplateKey, TemplateInfo>,
+    /// The number each single message's recipient last wrote to (sticky sender).
+    wrote_to: HashMap<resolve::ContactKey, String>,
 }
 
 impl Lookups {
     /// Reads what the batch's requests need: which tenants exist, their senders and allowed
-    /// countries, and the templates named.
+    /// countries, the templates named, and the numbers recipients last wrote to (open at `now`).
     pub(super) async fn load(
         pool: &PgPool,
         jobs: &[Job],
         drafts: &[Result<Draft, Problem>],
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Self, sqlx::Error> {
         let mut tenants: Vec<TenantId> = jobs.iter().map(|j| j.tenant).collect();
         tenants.sort();
@@ -56,7 +59,18 @@ impl Lookups {
             .collect();
         keys.sort();
         keys.dedup();
+        let mut contacts: Vec<resolve::ContactKey> = jobs
+            .iter()
+            .zip(drafts)
+            .filter_map(|(j, draft)| {
+                let draft = draft.as_ref().ok()?;
+                resolve::wants_sticky(draft).then(|| (j.tenant, draft.to.as_str().to_owned()))
+            })
+            .collect();
+        contacts.sort();
+        contacts.dedup();
         Ok(Self {
+            wrote_to: resolve::load_last_written(pool, &contacts, now).await?,
             tenants: existing.into_iter().collect(),
             senders: resolve::load_senders(pool, &tenants).await?,
             allowed: resolve::load_allowed_countries(pool, &tenants).await?,
@@ -170,6 +184,10 @@ fn resolve_draft(
             .map(Vec::as_slice)
             .unwrap_or_default(),
         template,
+        lookups
+            .wrote_to
+            .get(&(job.tenant, draft.to.as_str().to_owned()))
+            .map(String::as_str),
     )?;
     Ok((draft, sender, content))
 }
