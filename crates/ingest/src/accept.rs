@@ -3,11 +3,9 @@
 //! rejection), then the confirmed publish to the dispatch shard.
 
 use crate::{
-    resolve::{
-        allowed_countries, load_last_written, load_senders, load_template, resolve_draft,
-        wants_sticky,
-    },
+    resolve::{allowed_countries, load_senders, load_template, resolve_draft},
     state::AppState,
+    sticky::{load_last_written, wants_sticky},
     validate::{self, Draft, DraftBody},
 };
 use axum::http::StatusCode;

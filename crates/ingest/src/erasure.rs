@@ -75,6 +75,15 @@ pub struct ErasureReport {
     pub opt_outs_removed: u64,
 }
 
+/// What identifies a record's message, read before it is anonymised.
+#[derive(sqlx::FromRow)]
+struct Held {
+    id: uuid::Uuid,
+    recipient: Option<String>,
+    wa_id: Option<String>,
+    wamid: Option<String>,
+}
+
 /// Erases a record's history in the caller's transaction: `None` when the tenant has no
 /// message of that record (`404`).
 pub async fn erase_record(
@@ -86,16 +95,10 @@ pub async fn erase_record(
 ) -> Result<Option<ErasureReport>, sqlx::Error> {
     // Locks the record's messages (in id order, as the dispatcher locks them): a send being
     // claimed finishes first, and none starts on a row being erased.
-    let rows: Vec<(
-        uuid::Uuid,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(
-        "SELECT id, state, recipient, wa_id, wamid FROM messages
-             WHERE tenant_id = $1 AND record_type = $2 AND record_id = $3
-             ORDER BY id FOR UPDATE",
+    let rows: Vec<Held> = sqlx::query_as(
+        "SELECT id, recipient, wa_id, wamid FROM messages
+         WHERE tenant_id = $1 AND record_type = $2 AND record_id = $3
+         ORDER BY id FOR UPDATE",
     )
     .bind(tenant)
     .bind(record.0)
@@ -105,11 +108,17 @@ pub async fn erase_record(
     if rows.is_empty() {
         return Ok(None);
     }
-    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.0).collect();
-    let wamids: Vec<&str> = rows.iter().filter_map(|r| r.4.as_deref()).collect();
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+    let wamids: Vec<&str> = rows.iter().filter_map(|r| r.wamid.as_deref()).collect();
+    // The numbers the record's messages name: the contact's, and Meta's wa_id for it.
     let mut numbers: Vec<String> = rows
         .iter()
-        .flat_map(|r| [r.2.clone(), r.3.as_ref().map(|w| format!("+{w}"))])
+        .flat_map(|r| {
+            [
+                r.recipient.clone(),
+                r.wa_id.as_ref().map(|w| format!("+{w}")),
+            ]
+        })
         .flatten()
         .collect();
     numbers.sort();

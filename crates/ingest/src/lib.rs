@@ -23,6 +23,7 @@ pub mod senders;
 pub mod settings_rules;
 pub mod signup;
 pub mod state;
+pub mod sticky;
 pub mod templates;
 pub mod validate;
 

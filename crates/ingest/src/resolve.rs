@@ -153,45 +153,6 @@ pub async fn find_sender(
     Ok(pick_sender(senders, named, user_id, None))
 }
 
-/// A tenant and a recipient (E.164).
-pub type ContactKey = (TenantId, String);
-
-/// For each of `contacts`, the tenant's number they last wrote to, if that service window is
-/// still open at `now`: what [`pick_sender`] makes sticky. One query for the batch, driven by
-/// the `service_windows_contact` index.
-pub async fn load_last_written(
-    pool: &sqlx::PgPool,
-    contacts: &[ContactKey],
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<HashMap<ContactKey, String>, sqlx::Error> {
-    if contacts.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let tenants: Vec<uuid::Uuid> = contacts.iter().map(|k| k.0.0).collect();
-    let recipients: Vec<&str> = contacts.iter().map(|k| k.1.as_str()).collect();
-    let rows: Vec<(TenantId, String, String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "SELECT DISTINCT ON (w.tenant_id, w.recipient)
-                w.tenant_id, w.recipient, w.phone_number_id, w.last_inbound_at
-         FROM unnest($1::uuid[], $2::text[]) AS k(tenant_id, recipient)
-         JOIN service_windows w ON w.tenant_id = k.tenant_id AND w.recipient = k.recipient
-         ORDER BY w.tenant_id, w.recipient, w.last_inbound_at DESC",
-    )
-    .bind(&tenants)
-    .bind(&recipients)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter(|(.., at)| wafleet_core::policy::window::is_open(Some(*at), now))
-        .map(|(tenant, recipient, number, _)| ((tenant, recipient), number))
-        .collect())
-}
-
-/// Whether a draft takes a sticky sender: a single message that names none.
-pub fn wants_sticky(draft: &Draft) -> bool {
-    draft.sender.is_none() && draft.kind == wafleet_core::contract::Kind::Single
-}
-
 /// The tenant's allowed countries (ISO 3166-1 alpha-2; empty = worldwide).
 pub async fn allowed_countries(
     pool: &sqlx::PgPool,
@@ -388,7 +349,7 @@ struct Binding {
 /// A draft's sender, country check and template binding, over rows already read: the one rule
 /// shared by the group commit (rows read per batch) and the one-at-a-time path. `template` is
 /// the synced template the draft names (`None` for text, or when it was never synced);
-/// `wrote_to` the number the recipient last wrote to ([`load_last_written`]).
+/// `wrote_to` the number the recipient last wrote to (`sticky::load_last_written`).
 pub fn resolve_draft(
     draft: &Draft,
     senders: &[SenderRow],
@@ -396,7 +357,7 @@ pub fn resolve_draft(
     template: Option<&TemplateInfo>,
     wrote_to: Option<&str>,
 ) -> Result<((SenderId, String), Content), Problem> {
-    let wrote_to = wrote_to.filter(|_| wants_sticky(draft));
+    let wrote_to = wrote_to.filter(|_| crate::sticky::wants_sticky(draft));
     let sender = pick_sender(
         senders,
         draft.sender.as_deref(),

@@ -6,6 +6,7 @@ use super::{Job, Plan, Row};
 use crate::{
     accept::{Accepted, Reply, problem_body},
     resolve::{self, SenderRow, TemplateInfo, TemplateKey},
+    sticky,
     validate::{self, Draft, DraftBody},
 };
 use axum::http::StatusCode;
@@ -26,7 +27,7 @@ pub(super) struct Lookups {
     allowed: HashMap<TenantId, Vec<String>>,
     templates: HashMap<TemplateKey, TemplateInfo>,
     /// The number each single message's recipient last wrote to (sticky sender).
-    wrote_to: HashMap<resolve::ContactKey, String>,
+    wrote_to: HashMap<sticky::ContactKey, String>,
 }
 
 impl Lookups {
@@ -59,18 +60,18 @@ impl Lookups {
             .collect();
         keys.sort();
         keys.dedup();
-        let mut contacts: Vec<resolve::ContactKey> = jobs
+        let mut contacts: Vec<sticky::ContactKey> = jobs
             .iter()
             .zip(drafts)
             .filter_map(|(j, draft)| {
                 let draft = draft.as_ref().ok()?;
-                resolve::wants_sticky(draft).then(|| (j.tenant, draft.to.as_str().to_owned()))
+                sticky::wants_sticky(draft).then(|| (j.tenant, draft.to.as_str().to_owned()))
             })
             .collect();
         contacts.sort();
         contacts.dedup();
         Ok(Self {
-            wrote_to: resolve::load_last_written(pool, &contacts, now).await?,
+            wrote_to: sticky::load_last_written(pool, &contacts, now).await?,
             tenants: existing.into_iter().collect(),
             senders: resolve::load_senders(pool, &tenants).await?,
             allowed: resolve::load_allowed_countries(pool, &tenants).await?,
