@@ -352,3 +352,33 @@ async fn the_retention_sweep_anonymises_only_messages_older_than_the_period() {
     assert!(tables_holding(&t, "See you Monday").await.is_empty());
     t.stop().await;
 }
+
+#[tokio::test]
+async fn with_retention_set_the_ingest_sweeper_anonymises_messages_once_they_are_old_enough() {
+    // Arrange: a fleet on a clock the test moves, keeping messages for a day.
+    let clock = wafleet_core::clock::ManualClock::new(chrono::Utc::now());
+    let t = TestFleet::start_with_clock(std::sync::Arc::new(clock.clone()), |s| {
+        s.retention.messages = Some(std::time::Duration::from_secs(86_400));
+        s.retention.interval = std::time::Duration::from_millis(100);
+    })
+    .await;
+    let (_, m) = t.send(TestFleet::template_request("C-Y"), None).await;
+    let id = id_of(&m);
+    t.wait_for_state(&id, "read").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, young) = t.get(&format!("/v1/messages/{id}")).await;
+
+    // Act: two days pass.
+    clock.advance(chrono::Duration::days(2));
+
+    // Assert: kept while young, anonymised once old.
+    assert_eq!(young["erased_at"], Value::Null);
+    let old = t
+        .wait_for_message(&id, "anonymised by retention", |m| {
+            m["erased_at"].is_string()
+        })
+        .await;
+    assert_eq!(old["content"], json!({"erased": true}));
+    assert_eq!(old["to"], Value::Null);
+    t.stop().await;
+}
