@@ -42,6 +42,8 @@ pub async fn audit(
     .bind(entry.detail)
     .execute(&mut *tx)
     .await?;
+    metrics::counter!(wafleet_core::metrics::CONSENT_CHANGES, "action" => entry.action)
+        .increment(1);
     Ok(())
 }
 

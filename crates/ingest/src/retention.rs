@@ -73,7 +73,7 @@ pub async fn sweep_once(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    metrics::counter!("wafleet_retention_anonymised_total").increment(done.len() as u64);
+    metrics::counter!(wafleet_core::metrics::RETENTION_ANONYMISED).increment(done.len() as u64);
     Ok((ids.len(), done.len()))
 }
 
