@@ -12,7 +12,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 mod durations;
 mod notify;
 pub use durations::parse_duration;
-use durations::{humantime_ms, humantime_ms_vec};
+use durations::{humantime_ms, humantime_ms_opt, humantime_ms_vec};
 pub use notify::NotifySettings;
 
 /// Every knob of the fleet. Services take the part they need.
@@ -59,6 +59,7 @@ pub struct Settings {
     /// The operator's rate card (CSV, see `deploy/rate-card.csv`) for estimated costs; unset,
     /// the copy of `deploy/rate-card.csv` built into the binary is used.
     pub rate_card: Option<std::path::PathBuf>,
+    pub retention: RetentionSettings,
     /// How often each service refreshes its queue-depth and connection-state gauges.
     #[serde(with = "humantime_ms")]
     pub monitor_interval: Duration,
@@ -210,6 +211,22 @@ pub struct WebhookSettings {
     pub events_interval: Duration,
 }
 
+/// How long message content and numbers are kept (data protection). The ingest service's
+/// sweeper anonymises older messages in batches, as an erasure does (content and number go;
+/// counts and billing stay).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetentionSettings {
+    /// Messages older than this are anonymised (`"365d"`); unset (the default) keeps them.
+    /// At least one day.
+    #[serde(with = "humantime_ms_opt", default)]
+    pub messages: Option<Duration>,
+    /// How often the sweeper looks when it has caught up.
+    #[serde(with = "humantime_ms")]
+    pub interval: Duration,
+    /// Messages looked at per transaction.
+    pub batch: i64,
+}
+
 /// How a service keeps its broker connections (`amqp::Broker`): reconnecting, publishing
 /// through an outage, and when to declare itself wedged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -310,6 +327,11 @@ impl Default for Settings {
             },
             notify: NotifySettings::default(),
             rate_card: None,
+            retention: RetentionSettings {
+                messages: None,
+                interval: Duration::from_secs(60),
+                batch: 1000,
+            },
             monitor_interval: Duration::from_secs(10),
         }
     }
@@ -392,6 +414,16 @@ impl Settings {
         if self.ingest.campaign_batch == 0 {
             return bad("ingest.campaign_batch must be at least 1");
         }
+        if self
+            .retention
+            .messages
+            .is_some_and(|d| d < Duration::from_secs(86_400))
+        {
+            return bad("retention.messages is at least one day (e.g. \"365d\"), or unset");
+        }
+        if self.retention.batch < 1 || self.retention.interval.is_zero() {
+            return bad("retention.batch must be at least 1 and retention.interval above zero");
+        }
         if self.dispatch.releaser_batch < 1 {
             return bad("dispatch.releaser_batch must be at least 1");
         }
@@ -463,6 +495,10 @@ mod tests {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("40").unwrap(), Duration::from_millis(40));
+        assert_eq!(
+            parse_duration("90d").unwrap(),
+            Duration::from_secs(90 * 86_400)
+        );
         assert!(parse_duration("5 parsecs").is_err());
     }
 
@@ -475,5 +511,15 @@ mod tests {
     #[test]
     fn defaults_validate() {
         Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn retention_is_off_by_default_and_at_least_a_day() {
+        let mut s = Settings::default();
+        assert_eq!(s.retention.messages, None);
+        s.retention.messages = Some(Duration::from_secs(3600));
+        assert!(s.validate().is_err());
+        s.retention.messages = Some(parse_duration("30d").unwrap());
+        s.validate().unwrap();
     }
 }

@@ -222,6 +222,10 @@ pub struct InboundEvent {
     /// Meta's business-scoped user id, when given.
     pub from_user_id: Option<String>,
     pub record: Option<crate::domain::RecordRef>,
+    /// The conversation (tenant, sender number, contact) the message belongs to; absent for a
+    /// user known by business-scoped id alone.
+    #[serde(default)]
+    pub conversation_id: Option<uuid::Uuid>,
     /// `text`, `button`, `interactive`, `image`…
     pub content_type: String,
     /// Text, button title or caption, where the message has one.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod connection;
 pub mod consume;
 pub mod contract;
+pub mod conversation;
 pub mod db;
 pub mod dead_letters;
 pub mod domain;

@@ -73,6 +73,11 @@ pub const CONNECTION_CHANGES: &str = "wafleet_connection_changes_total";
 /// Counter `{step}`: Embedded Signup steps that Meta refused (`exchange`, `numbers`,
 /// `subscribe`, `register`).
 pub const SIGNUP_FAILURES: &str = "wafleet_signup_failures_total";
+/// Counter: messages the retention sweeper anonymised (`retention.messages`).
+pub const RETENTION_ANONYMISED: &str = "wafleet_retention_anonymised_total";
+/// Counter `{action}`: consent changes made through the API (`opt_out_added`,
+/// `opt_out_removed`, `record_erased`), each with an audit entry.
+pub const CONSENT_CHANGES: &str = "wafleet_consent_changes_total";
 /// Counter: `messaging_limit` holds made due at once because the limit was raised.
 pub const LIMIT_HOLDS_RELEASED: &str = "wafleet_limit_holds_released_total";
 /// Counter `{category, country, billable}`: outbound messages Meta priced (the first `pricing`
@@ -155,6 +160,14 @@ pub fn describe() {
             ENDPOINT_DURATION,
             Unit::Seconds,
             "Webhook endpoint request duration"
+        );
+        describe_counter!(
+            RETENTION_ANONYMISED,
+            "Messages anonymised by the retention sweeper"
+        );
+        describe_counter!(
+            CONSENT_CHANGES,
+            "Consent changes and erasures made through the API, by action"
         );
     });
 }

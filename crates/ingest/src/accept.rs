@@ -5,6 +5,7 @@
 use crate::{
     resolve::{allowed_countries, load_senders, load_template, resolve_draft},
     state::AppState,
+    sticky::{load_last_written, wants_sticky},
     validate::{self, Draft, DraftBody},
 };
 use axum::http::StatusCode;
@@ -299,11 +300,24 @@ async fn resolve(
         DraftBody::Free(_) => None,
     };
     let senders = senders.get(&tenant).map(Vec::as_slice).unwrap_or_default();
-    let ((sender_id, phone_number_id), content) =
-        match resolve_draft(&draft, senders, &allowed, template.as_ref()) {
-            Ok(resolved) => resolved,
-            Err(problem) => return Ok(Err(problem)),
-        };
+    let wrote_to = if wants_sticky(&draft) {
+        let key = (tenant, draft.to.as_str().to_owned());
+        load_last_written(&st.pool, std::slice::from_ref(&key), st.clock.now())
+            .await?
+            .remove(&key)
+    } else {
+        None
+    };
+    let ((sender_id, phone_number_id), content) = match resolve_draft(
+        &draft,
+        senders,
+        &allowed,
+        template.as_ref(),
+        wrote_to.as_deref(),
+    ) {
+        Ok(resolved) => resolved,
+        Err(problem) => return Ok(Err(problem)),
+    };
     if let Some(id) = draft.campaign_id {
         {
             let status: Option<(String,)> =
@@ -351,8 +365,8 @@ async fn insert_accepted(
     insert_event(tx, tenant, id, state::ACCEPTED, None, None).await
 }
 
-/// Writes the message row in `state`; `false` when its campaign already has this recipient
-/// (the row is not written).
+/// Writes the message row in `state` (and records its conversation); `false` when its campaign
+/// already has this recipient (the row is not written).
 async fn insert_message(
     tx: &mut sqlx::PgConnection,
     tenant: TenantId,
@@ -387,7 +401,17 @@ async fn insert_message(
     .bind(amqp::current_traceparent())
     .execute(&mut *tx)
     .await?;
-    Ok(inserted.rows_affected() == 1)
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    wafleet_core::conversation::record(
+        tx,
+        &[tenant.0],
+        &[ready.phone_number_id.as_str()],
+        &[d.to.as_str()],
+    )
+    .await?;
+    Ok(true)
 }
 
 /// Inserts a bulk message held for the feeder and returns the reply body: `queued`, or

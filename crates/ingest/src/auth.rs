@@ -16,6 +16,8 @@ use wafleet_core::{
 pub struct Principal {
     pub tenant_id: TenantId,
     pub role: Role,
+    /// The API key's id: who made a change, in audit trails.
+    pub key_id: uuid::Uuid,
 }
 
 impl Principal {
@@ -56,16 +58,21 @@ impl FromRequestParts<AppState> for Principal {
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or_else(|| unauthorized("send Authorization: Bearer <api key>"))?;
-        let row: Option<(TenantId, String)> = sqlx::query_as(
-            "SELECT tenant_id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        let row: Option<(uuid::Uuid, TenantId, String)> = sqlx::query_as(
+            "SELECT id, tenant_id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
         )
         .bind(hash_api_key(key))
         .fetch_optional(&state.pool)
         .await?;
-        let (tenant_id, role) = row.ok_or_else(|| unauthorized("unknown or revoked API key"))?;
+        let (key_id, tenant_id, role) =
+            row.ok_or_else(|| unauthorized("unknown or revoked API key"))?;
         let role = Role::parse(&role).ok_or_else(Problem::internal)?;
         tracing::Span::current().record("tenant", tracing::field::display(tenant_id));
-        Ok(Self { tenant_id, role })
+        Ok(Self {
+            tenant_id,
+            role,
+            key_id,
+        })
     }
 }
 

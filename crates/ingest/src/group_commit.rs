@@ -7,7 +7,7 @@
 //!    stale, and the cost is per batch, not per request);
 //! 2. one transaction with a multi-row insert per table: idempotency keys first (a key a
 //!    concurrent batch took wins there, and its request is answered with the stored reply),
-//!    then the message rows and their first events;
+//!    then the message rows, their conversations and their first events;
 //! 3. after the commit, the batch's confirmed publishes, all in flight at once (a window of
 //!    outstanding confirms), and only then each caller's own answer.
 //!
@@ -41,7 +41,7 @@ use wafleet_core::{
     domain::{MessageId, RecordRef, SenderId, TenantId, state},
     http::Problem,
 };
-use write::{insert_events, insert_messages, remember_replies};
+use write::{insert_conversations, insert_events, insert_messages, remember_replies};
 
 /// How the collector batches.
 #[derive(Debug, Clone, Copy)]
@@ -83,11 +83,16 @@ impl GroupCommit {
     pub fn start(
         pool: PgPool,
         dispatch: DispatchPublisher,
+        clock: wafleet_core::clock::SharedClock,
         settings: BatchSettings,
         cancel: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(settings.max.max(1) * settings.writers.max(1) * 4);
-        let writer = Arc::new(Writer { pool, dispatch });
+        let writer = Arc::new(Writer {
+            pool,
+            dispatch,
+            clock,
+        });
         let task = tokio::spawn(collect(writer, rx, settings, cancel));
         (Self { jobs: tx }, task)
     }
@@ -180,6 +185,8 @@ fn chunks(mut jobs: Vec<Job>, max: usize) -> Vec<Vec<Job>> {
 struct Writer {
     pool: PgPool,
     dispatch: DispatchPublisher,
+    /// Whether a recipient's service window is still open (sticky sender).
+    clock: wafleet_core::clock::SharedClock,
 }
 
 /// What the batch decided for one request, before anything is written.
@@ -256,7 +263,8 @@ impl Writer {
             .iter()
             .map(|job| validate::validate(job.request.clone()))
             .collect();
-        let lookups = match Lookups::load(&self.pool, &leaders, &drafts).await {
+        let now = self.clock.now();
+        let lookups = match Lookups::load(&self.pool, &leaders, &drafts, now).await {
             Ok(l) => l,
             Err(err) => return Err((rejoin(leaders, followers), err)),
         };
@@ -307,6 +315,7 @@ impl Writer {
             .filter(|(job, _)| !is_taken(&taken, job))
             .collect();
         insert_messages(&mut tx, &rows).await?;
+        insert_conversations(&mut tx, &rows).await?;
         insert_events(&mut tx, &rows).await?;
         tx.commit().await?;
         Ok(taken)

@@ -1,12 +1,15 @@
 //! wafleet-ingest: takes send requests over HTTP (`POST /v1/messages`) and AMQP (`<p>.intake`),
 //! validates and records them, and publishes them (confirmed) to their dispatch shard. Also
-//! serves the history API. The outbox sweep republishes anything whose publish was lost.
+//! serves the history, conversations and consent APIs. The outbox sweep republishes anything
+//! whose publish was lost; the retention sweeper anonymises old messages when configured.
 
 pub mod accept;
 pub mod api_keys;
 pub mod auth;
 pub mod campaigns;
 pub mod connection;
+pub mod consent;
+pub mod erasure;
 pub mod graph_admin;
 pub mod graph_onboarding;
 pub mod group_commit;
@@ -14,11 +17,13 @@ pub mod intake;
 pub mod outbox;
 pub mod publish;
 pub mod resolve;
+pub mod retention;
 pub mod routes;
 pub mod senders;
 pub mod settings_rules;
 pub mod signup;
 pub mod state;
+pub mod sticky;
 pub mod template_components;
 pub mod templates;
 pub mod validate;
@@ -74,6 +79,7 @@ impl Application {
         let (group_commit, commit_task) = group_commit::GroupCommit::start(
             pool.clone(),
             dispatch.clone(),
+            clock.clone(),
             group_commit::BatchSettings {
                 max: settings.ingest.batch_max,
                 linger: settings.ingest.batch_linger,
@@ -117,7 +123,8 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Serves HTTP, consumes AMQP intake, sweeps the outbox and marks publishes until `cancel`;
+    /// Serves HTTP, consumes AMQP intake, sweeps the outbox (and, when configured, old messages)
+    /// and marks publishes until `cancel`;
     /// then stops taking work and finishes what is in flight.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let Self {
@@ -173,6 +180,12 @@ impl Application {
             state.dispatch.clone(),
             settings.ingest.outbox_after,
             settings.ingest.outbox_interval,
+            cancel.clone(),
+        ));
+        tasks.spawn(retention::run(
+            state.pool.clone(),
+            settings.clone(),
+            state.clock.clone(),
             cancel.clone(),
         ));
         let intake = tasks.spawn(intake::run(

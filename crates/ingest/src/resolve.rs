@@ -1,5 +1,6 @@
 //! What a send request is resolved against before it is stored, shared by `POST /v1/messages`,
-//! AMQP intake and campaign intake: the sender (named, the user's own, else the company's), the
+//! AMQP intake and campaign intake: the sender (named; else sticky, the number the recipient
+//! last wrote to while that window is open; else the user's own; else the company's), the
 //! tenant's allowed countries, and the synced template with its merge-field bindings. The
 //! choices themselves are pure functions over rows loaded once, so a batch of requests is
 //! resolved with one read per table, not one per request.
@@ -59,15 +60,32 @@ pub async fn load_senders(
 }
 
 /// The sender a request goes out from, among the tenant's `senders`: the named one; else the
-/// user's own; else the company's. `Err` is the caller's mistake (unknown or unapproved sender),
-/// or the tenant is switched off for WhatsApp (`whatsapp_disabled`).
+/// sticky one (`wrote_to`: the number the recipient last wrote to, while that window is open,
+/// when it is approved and is the company's or the user's own); else the user's own; else the
+/// company's. `Err` is the caller's mistake (unknown or unapproved sender), or the tenant is
+/// switched off for WhatsApp (`whatsapp_disabled`).
 pub fn pick_sender(
     senders: &[SenderRow],
     named: Option<&str>,
     user_id: Option<&str>,
+    wrote_to: Option<&str>,
 ) -> Result<(SenderId, String), Problem> {
     if senders.iter().any(|s| !s.whatsapp_enabled) {
         return Err(whatsapp_disabled());
+    }
+    // Sticky sender: a reply goes out in the chat the candidate wrote in, so it stays in that
+    // number's open service window (free-form text is allowed there and only there). Never
+    // another consultant's own number, and never a number that could not send now.
+    let sticky = wrote_to.filter(|_| named.is_none()).and_then(|number| {
+        senders.iter().find(|s| {
+            s.phone_number_id == number
+                && s.is_live()
+                && s.status == "approved"
+                && (s.owner_user_id.is_none() || s.owner_user_id.as_deref() == user_id)
+        })
+    });
+    if let Some(sender) = sticky {
+        return Ok((sender.id, sender.phone_number_id.clone()));
     }
     let unprocessable = |code, detail: String| {
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).field("sender")
@@ -132,7 +150,7 @@ pub async fn find_sender(
 ) -> Result<Result<(SenderId, String), Problem>, Problem> {
     let senders = load_senders(pool, &[tenant]).await?;
     let senders = senders.get(&tenant).map(Vec::as_slice).unwrap_or_default();
-    Ok(pick_sender(senders, named, user_id))
+    Ok(pick_sender(senders, named, user_id, None))
 }
 
 /// The tenant's allowed countries (ISO 3166-1 alpha-2; empty = worldwide).
@@ -343,14 +361,22 @@ struct Binding {
 
 /// A draft's sender, country check and template binding, over rows already read: the one rule
 /// shared by the group commit (rows read per batch) and the one-at-a-time path. `template` is
-/// the synced template the draft names (`None` for text, or when it was never synced).
+/// the synced template the draft names (`None` for text, or when it was never synced);
+/// `wrote_to` the number the recipient last wrote to (`sticky::load_last_written`).
 pub fn resolve_draft(
     draft: &Draft,
     senders: &[SenderRow],
     allowed: &[String],
     template: Option<&TemplateInfo>,
+    wrote_to: Option<&str>,
 ) -> Result<((SenderId, String), Content), Problem> {
-    let sender = pick_sender(senders, draft.sender.as_deref(), draft.user_id.as_deref())?;
+    let wrote_to = wrote_to.filter(|_| crate::sticky::wants_sticky(draft));
+    let sender = pick_sender(
+        senders,
+        draft.sender.as_deref(),
+        draft.user_id.as_deref(),
+        wrote_to,
+    )?;
     if let Some(problem) = country_refusal(allowed, &draft.to) {
         return Err(problem);
     }

@@ -1,8 +1,14 @@
 //! Inbound messages from candidates and contacts: stored once (keyed by wamid), filed against
-//! the record we last wrote to from that number, and the 24 h service window of
-//! (sender, recipient) opened. Users Meta identifies only by a business-scoped user id (no
-//! phone number) are stored too. A message that is exactly one of the tenant's STOP (or START)
-//! keywords opts the sender out of (or back in to) every template.
+//! a record and a conversation, and the 24 h service window of (sender, recipient) opened.
+//! Users Meta identifies only by a business-scoped user id (no phone number) are stored too.
+//! A message that reads as a STOP (or START) opts the sender out of (or back in to) every
+//! template (`stop_words` has the rule).
+//!
+//! The record rule (README, "Conversations"): a reply is filed under the record of the latest
+//! outbound message from the number it was written to, to the number it came from; when that
+//! number never wrote to them, under the record of the latest outbound message to them from any
+//! of the company's numbers. So when several records share a phone number, a reply follows the
+//! chat it was written in. Each branch is one descent of the contact index (`messages_contact`).
 
 use crate::{
     optouts::{self, Keywords, OptOutChange},
@@ -102,20 +108,26 @@ pub async fn apply(
     let mut keyword_candidates = Vec::new();
     for item in items {
         let id = MessageId::new();
-        let inserted: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        let inserted: Option<(Option<String>, Option<String>, Option<uuid::Uuid>)> = sqlx::query_as(
             "INSERT INTO messages (id, tenant_id, direction, sender_id, phone_number_id, recipient,
                  recipient_user_id, record_type, record_id, content_type, content, state, wamid, status_at)
              SELECT $1, $2, 'in', s.id, $3, $4, $5, r.record_type, r.record_id, $6, $7, 'received', $8, $9
              FROM (SELECT 1) AS one
              LEFT JOIN senders s ON s.tenant_id = $2 AND s.phone_number_id = $3
              LEFT JOIN LATERAL (
-                 SELECT record_type, record_id FROM messages
-                 WHERE tenant_id = $2 AND direction = 'out' AND record_type IS NOT NULL
-                   AND (recipient = $4 OR ($4 IS NULL AND recipient_user_id = $5))
-                 ORDER BY (phone_number_id = $3) DESC, created_at DESC LIMIT 1
+                 (SELECT record_type, record_id FROM messages
+                  WHERE tenant_id = $2 AND recipient = $4 AND phone_number_id = $3
+                    AND direction = 'out' AND record_type IS NOT NULL
+                  ORDER BY created_at DESC LIMIT 1)
+                 UNION ALL
+                 (SELECT record_type, record_id FROM messages
+                  WHERE tenant_id = $2 AND direction = 'out' AND record_type IS NOT NULL
+                    AND (recipient = $4 OR ($4 IS NULL AND recipient_user_id = $5))
+                  ORDER BY created_at DESC LIMIT 1)
+                 LIMIT 1
              ) r ON true
              ON CONFLICT (tenant_id, wamid) WHERE wamid IS NOT NULL DO NOTHING
-             RETURNING record_type, record_id",
+             RETURNING record_type, record_id, conversation_id(tenant_id, phone_number_id, recipient)",
         )
         .bind(id)
         .bind(tenant)
@@ -128,7 +140,7 @@ pub async fn apply(
         .bind(item.at)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((record_type, record_id)) = inserted else {
+        let Some((record_type, record_id, conversation_id)) = inserted else {
             metrics::counter!("wafleet_webhook_duplicates_total").increment(1);
             continue;
         };
@@ -174,12 +186,20 @@ pub async fn apply(
             from: item.from.clone(),
             from_user_id: item.from_user_id.clone(),
             record,
+            conversation_id,
             content_type: item.kind.clone(),
             text: item.text(),
             content: item.content.clone(),
             received_at: item.at,
         });
     }
+    // The conversations of the new messages, in one statement for the whole payload.
+    let (numbers, contacts): (Vec<&str>, Vec<&str>) = notes
+        .iter()
+        .filter_map(|n| Some((n.phone_number_id.as_str(), n.from.as_deref()?)))
+        .unzip();
+    let tenants = vec![tenant.0; numbers.len()];
+    wafleet_core::conversation::record(tx, &tenants, &numbers, &contacts).await?;
     metrics::counter!("wafleet_webhook_inbound_total").increment(notes.len() as u64);
     outbox::enqueue(tx, "inbound", tenant, &notes).await?;
     if !keyword_candidates.is_empty() {

@@ -16,6 +16,7 @@ pub mod payload;
 pub mod receiver;
 pub mod signature;
 pub mod statuses;
+pub mod stop_words;
 pub mod template_fields;
 pub mod usage;
 

@@ -1,11 +1,13 @@
-//! Opt-outs, recorded from three sources: a STOP keyword (or START to resume) as the whole of
-//! an inbound message (scope `all`), Meta's marketing stop reported as a 131050 failure, and the
+//! Opt-outs, recorded from four sources: an inbound message that asks to stop (or START to
+//! resume; the rule is `stop_words`) (scope `all`), the API (`POST`/`DELETE /v1/opt-outs`, in
+//! ingest), Meta's marketing stop reported as a 131050 failure, and the
 //! `user_preferences` webhook (scope `marketing`, stop and resume). Each change that alters
 //! `opt_outs` emits `optout.<tenant>`. Enforcement at dispatch reads `opt_outs`.
 
 use crate::{
     fields::{Dead, FieldChange, is_newest, str_at, unix_time},
     outbox,
+    stop_words::StopRules,
 };
 use chrono::{DateTime, Utc};
 use wafleet_core::{contract::OptOutEvent, domain::TenantId};
@@ -129,10 +131,9 @@ pub async fn user_preferences(
     Ok(dead)
 }
 
-/// The tenant's keyword lists (upper-cased), read once per payload that needs them.
+/// The tenant's keyword lists as `stop_words` rules, read once per payload that needs them.
 pub struct Keywords {
-    stop: Vec<String>,
-    start: Vec<String>,
+    rules: StopRules,
 }
 
 impl Keywords {
@@ -148,43 +149,31 @@ impl Keywords {
         .bind(tenant)
         .fetch_one(&mut *tx)
         .await?;
-        let norm = |v: Vec<String>| v.iter().map(|k| k.trim().to_uppercase()).collect();
         Ok(Self {
-            stop: norm(stop),
-            start: norm(start),
+            rules: StopRules::new(&stop, &start),
         })
     }
 
-    /// `Some(true)` for a STOP keyword, `Some(false)` for START, when one of `texts` is exactly
-    /// a keyword (trimmed, any case).
+    /// `Some(true)` when one of `texts` asks to stop, `Some(false)` when one asks to start
+    /// again (the rule: `stop_words`).
     pub fn classify<'a>(&self, texts: impl IntoIterator<Item = &'a str>) -> Option<bool> {
-        texts.into_iter().find_map(|t| {
-            let t = t.trim().to_uppercase();
-            if self.stop.contains(&t) {
-                Some(true)
-            } else if self.start.contains(&t) {
-                Some(false)
-            } else {
-                None
-            }
-        })
+        texts.into_iter().find_map(|t| self.rules.classify(t))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Keywords;
+    use super::{Keywords, StopRules};
 
     #[test]
-    fn a_keyword_matches_the_whole_trimmed_message_in_any_case() {
+    fn a_button_payload_or_the_text_may_carry_the_keyword() {
         let k = Keywords {
-            stop: vec!["STOP".into(), "ARRÊT".into()],
-            start: vec!["START".into()],
+            rules: StopRules::new(&["STOP", "ARRÊT"], &["START"]),
         };
         assert_eq!(k.classify([" stop "]), Some(true));
         assert_eq!(k.classify(["arrêt"]), Some(true));
         assert_eq!(k.classify(["Start"]), Some(false));
-        assert_eq!(k.classify(["please stop texting me"]), None);
+        assert_eq!(k.classify(["stop by tomorrow"]), None);
         assert_eq!(k.classify(["hello", "STOP"]), Some(true));
     }
 }

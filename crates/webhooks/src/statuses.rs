@@ -330,10 +330,15 @@ pub async fn apply(
         let ats: Vec<DateTime<Utc>> = events.iter().map(|e| e.3).collect();
         let details: Vec<Value> = events.iter().map(|e| e.4.clone()).collect();
         sqlx::query(
+            // The raw status names the recipient: a message erased since (its number gone,
+            // `erased_at` set) keeps the state and time but not the detail. The join is by
+            // primary key on rows this transaction just read.
             "INSERT INTO message_events (message_id, tenant_id, state, reason, at, detail)
-             SELECT id, $1, state, reason, at, detail
+             SELECT e.id, $1, e.state, e.reason, e.at,
+                    CASE WHEN m.erased_at IS NULL THEN e.detail END
              FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
-                  AS e(id, state, reason, at, detail)",
+                  AS e(id, state, reason, at, detail)
+             JOIN messages m ON m.id = e.id AND m.tenant_id = $1",
         )
         .bind(tenant)
         .bind(&ids)

@@ -12,6 +12,8 @@ mod campaign_flow;
 mod campaign_pools;
 mod campaigns;
 mod cap_proof;
+mod consent;
+mod conversations;
 mod delivery;
 mod deploy_files;
 mod dispatcher_crash;

@@ -155,6 +155,17 @@ async fn the_bodies_the_server_returns_have_the_documented_shape() {
     let campaign = format!("/v1/campaigns/{}", campaign["id"].as_str().unwrap());
     pooled["name"] = json!("documented too");
     let quiet = json!({"quiet_time": {"days": ["sat"], "zone": "Europe/London", "start": "20:00", "end": "08:00"}});
+    // A conversation (of C-1's message) and an opt-out to list and remove.
+    let (_, first) = t.admin(Method::GET, &message, None).await;
+    let conversation = format!(
+        "/v1/conversations/{}",
+        first["conversation_id"].as_str().unwrap()
+    );
+    let (conversation_messages, conversation_read) = (
+        format!("{conversation}/messages"),
+        format!("{conversation}/read"),
+    );
+    let opt_out = json!({"phone": "+447400123999", "reason": "documented"});
     let (_, senders) = t.admin(Method::GET, "/v1/senders", None).await;
     let register = format!(
         "/v1/senders/{}/register",
@@ -201,6 +212,14 @@ async fn the_bodies_the_server_returns_have_the_documented_shape() {
             "/v1/usage?from=2026-01-01&to=2026-01-31&group_by=country",
             None,
         ),
+        (Method::GET, "/v1/records/candidate/C-1/conversations", None),
+        (Method::GET, &conversation_messages, None),
+        (Method::POST, &conversation_read, None),
+        (Method::POST, "/v1/opt-outs", Some(opt_out)),
+        (Method::GET, "/v1/opt-outs", None),
+        (Method::DELETE, "/v1/opt-outs/+447400123999", None),
+        (Method::DELETE, "/v1/records/candidate/C-2", None),
+        (Method::GET, "/v1/consent/audit", None),
     ];
 
     // Act and assert: each answer against the schema documented for its status.

@@ -27,6 +27,25 @@ pub(super) mod humantime_ms {
     }
 }
 
+/// An optional duration: absent or `null` is off, otherwise as [`humantime_ms`].
+pub(super) mod humantime_ms_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::humantime_ms::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::humantime_ms")] Duration);
+        Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
 pub(super) mod humantime_ms_vec {
     use serde::{Deserialize, Deserializer, Serializer, de::Error, ser::SerializeSeq};
     use std::time::Duration;
@@ -70,7 +89,7 @@ pub(super) mod humantime_ms_vec {
     }
 }
 
-/// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"` or a bare number of milliseconds.
+/// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"`, `"90d"` or a bare number of milliseconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -85,9 +104,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => n * 1_000,
         "m" => n * 60_000,
         "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
         _ => {
             return Err(format!(
-                "unknown duration unit in {text:?} (use ms, s, m or h)"
+                "unknown duration unit in {text:?} (use ms, s, m, h or d)"
             ));
         }
     };

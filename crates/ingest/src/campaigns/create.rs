@@ -374,6 +374,8 @@ impl Intake {
         .bind(duplicates as i32)
         .execute(&mut *tx)
         .await?;
+        // The conversations of every message the batches wrote, in one statement.
+        wafleet_core::conversation::record_campaign(&mut tx, self.tenant, self.id).await?;
         let body = json!(Created {
             id: self.id,
             status: status::ACTIVE,

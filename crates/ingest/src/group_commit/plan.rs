@@ -6,6 +6,7 @@ use super::{Job, Plan, Row};
 use crate::{
     accept::{Accepted, Reply, problem_body},
     resolve::{self, SenderRow, TemplateInfo, TemplateKey},
+    sticky,
     validate::{self, Draft, DraftBody},
 };
 use axum::http::StatusCode;
@@ -25,15 +26,18 @@ pub(super) struct Lookups {
     senders: HashMap<TenantId, Vec<SenderRow>>,
     allowed: HashMap<TenantId, Vec<String>>,
     templates: HashMap<TemplateKey, TemplateInfo>,
+    /// The number each single message's recipient last wrote to (sticky sender).
+    wrote_to: HashMap<sticky::ContactKey, String>,
 }
 
 impl Lookups {
     /// Reads what the batch's requests need: which tenants exist, their senders and allowed
-    /// countries, and the templates named.
+    /// countries, the templates named, and the numbers recipients last wrote to (open at `now`).
     pub(super) async fn load(
         pool: &PgPool,
         jobs: &[Job],
         drafts: &[Result<Draft, Problem>],
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Self, sqlx::Error> {
         let mut tenants: Vec<TenantId> = jobs.iter().map(|j| j.tenant).collect();
         tenants.sort();
@@ -56,7 +60,18 @@ impl Lookups {
             .collect();
         keys.sort();
         keys.dedup();
+        let mut contacts: Vec<sticky::ContactKey> = jobs
+            .iter()
+            .zip(drafts)
+            .filter_map(|(j, draft)| {
+                let draft = draft.as_ref().ok()?;
+                sticky::wants_sticky(draft).then(|| (j.tenant, draft.to.as_str().to_owned()))
+            })
+            .collect();
+        contacts.sort();
+        contacts.dedup();
         Ok(Self {
+            wrote_to: sticky::load_last_written(pool, &contacts, now).await?,
             tenants: existing.into_iter().collect(),
             senders: resolve::load_senders(pool, &tenants).await?,
             allowed: resolve::load_allowed_countries(pool, &tenants).await?,
@@ -170,6 +185,10 @@ fn resolve_draft(
             .map(Vec::as_slice)
             .unwrap_or_default(),
         template,
+        lookups
+            .wrote_to
+            .get(&(job.tenant, draft.to.as_str().to_owned()))
+            .map(String::as_str),
     )?;
     Ok((draft, sender, content))
 }

@@ -1,5 +1,5 @@
 //! The group commit's writes: one multi-row statement per table for the whole batch
-//! (idempotency keys, messages, their first events), inside the batch's transaction.
+//! (idempotency keys, messages, their conversations, their first events), inside the batch's transaction.
 
 use super::{Job, Row};
 use crate::accept::Idempotency;
@@ -149,4 +149,23 @@ pub(super) async fn insert_events(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// The conversations of the batch's sendable rows, in one statement beside the message insert
+/// (a refused row has no number, so no conversation).
+pub(super) async fn insert_conversations(
+    tx: &mut sqlx::PgConnection,
+    rows: &[(&Job, &Row)],
+) -> Result<(), sqlx::Error> {
+    let mut tenants = Vec::with_capacity(rows.len());
+    let mut numbers = Vec::with_capacity(rows.len());
+    let mut contacts = Vec::with_capacity(rows.len());
+    for (job, row) in rows {
+        if let (Some((_, phone_number_id)), Some(to)) = (&row.sender, &row.recipient) {
+            tenants.push(job.tenant.0);
+            numbers.push(phone_number_id.as_str());
+            contacts.push(to.as_str());
+        }
+    }
+    wafleet_core::conversation::record(tx, &tenants, &numbers, &contacts).await
 }

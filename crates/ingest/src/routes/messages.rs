@@ -83,13 +83,21 @@ pub struct MessageView {
     pub wamid: Option<String>,
     pub pricing: Option<Value>,
     pub error: Option<Value>,
+    /// The conversation (sender number, contact) it belongs to; null without a number.
+    pub conversation_id: Option<uuid::Uuid>,
+    /// Inbound only: when the company marked it read (`POST /v1/conversations/{id}/read`).
+    pub read_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When its content and the contact's number were erased (erasure or retention).
+    pub erased_at: Option<chrono::DateTime<chrono::Utc>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The columns behind `MessageView`.
 pub const VIEW_COLUMNS: &str = "id, direction, kind, state, reason, not_before, phone_number_id AS sender, recipient, \
-    record_type, record_id, user_id, content_type, content, wamid, pricing, error, created_at, updated_at";
+    record_type, record_id, user_id, content_type, content, wamid, pricing, error, \
+    conversation_id(tenant_id, phone_number_id, recipient) AS conversation_id, read_at, erased_at, \
+    created_at, updated_at";
 
 #[derive(Debug, Serialize, sqlx::FromRow, JsonSchema)]
 pub struct EventView {

@@ -7,7 +7,10 @@
 
 use crate::{
     campaigns as campaign_bodies,
-    routes::{campaigns, circuits, dead_letters, limits, messages, records, usage},
+    routes::{
+        campaigns, circuits, conversations, dead_letters, erase, limits, messages, opt_outs,
+        records, usage,
+    },
 };
 use axum::Json;
 use schemars::{JsonSchema, Schema, SchemaGenerator, generate::SchemaSettings, json_schema};
@@ -206,6 +209,64 @@ pub const OTHER_ROUTES: &[Operation] = &[
         "A candidate's or contact's conversation, newest first",
     )
     .returns::<records::History>(200),
+    route(
+        "delete",
+        "/v1/records/{type}/{id}",
+        "admin",
+        "Erase a candidate's or contact's history: content and number anonymised, counts and billing kept, audited (?opt_outs=keep|forget)",
+    )
+    .returns::<erase::Erased>(200),
+    route(
+        "get",
+        "/v1/records/{type}/{id}/conversations",
+        "reader",
+        "A record's conversations (sender, contact): users, last message, unread count, service window, template required",
+    )
+    .returns::<conversations::ConversationList>(200),
+    route(
+        "get",
+        "/v1/conversations/{id}/messages",
+        "reader",
+        "A conversation's messages, newest first (?limit=&cursor=)",
+    )
+    .returns::<conversations::ConversationMessages>(200),
+    route(
+        "post",
+        "/v1/conversations/{id}/read",
+        "sender",
+        "Mark a conversation's inbound messages read (no read receipt is sent to Meta)",
+    )
+    .no_body()
+    .returns::<conversations::MarkedRead>(200),
+    route(
+        "get",
+        "/v1/opt-outs",
+        "reader",
+        "Opted-out numbers by number (?limit=&cursor=)",
+    )
+    .returns::<opt_outs::OptOutList>(200),
+    route(
+        "post",
+        "/v1/opt-outs",
+        "sender",
+        "Opt a number out (scope all or marketing) with a reason; audited",
+    )
+    .accepts::<opt_outs::AddOptOut>()
+    .returns::<opt_outs::OptOutView>(201),
+    route(
+        "delete",
+        "/v1/opt-outs/{phone}",
+        "admin",
+        "Remove a number's opt-outs (?scope=all|marketing); audited",
+    )
+    .returns::<opt_outs::RemovedOptOuts>(200),
+    route(
+        "get",
+        "/v1/consent/audit",
+        "admin",
+        "Who changed opt-outs or erased a record, when, what (latest 200)",
+    )
+    .returns::<opt_outs::ConsentAudit>(200),
 ];
 
 /// Every documented route: the administration table, then [`OTHER_ROUTES`].
@@ -354,7 +415,13 @@ mod tests {
 
     /// The `.route("…", method(…))` calls of `routes/mod.rs`, as (method, path) pairs.
     fn routes_in_mod_rs() -> Vec<(String, String)> {
-        let source = include_str!("../mod.rs");
+        // Whitespace collapsed, so a call rustfmt broke over lines (`.route(\n    "…",`) reads
+        // like one on a single line.
+        let source = include_str!("../mod.rs")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace(".route( \"", ".route(\"");
         let mut out = Vec::new();
         for chunk in source.split(".route(\"").skip(1) {
             let Some((path, rest)) = chunk.split_once('"') else {
