@@ -30,6 +30,7 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/_sim/faults", post(add_fault).delete(clear_faults))
         .route("/_sim/inbound", post(inbound))
         .route("/_sim/sends", get(sends))
+        .route("/_sim/receipts", get(receipts))
         .route("/_sim/stats", get(stats))
         .route("/_sim/reset", post(reset))
         .route("/_sim/account_events", post(crate::account_events::emit))
@@ -179,6 +180,9 @@ async fn inbound(
         now,
         Duration::ZERO,
     );
+    sim.lock()
+        .inbound_to
+        .insert(wamid.clone(), number.phone_number_id.clone());
     sim.emit([event]);
     Ok(Json(InboundResponse { wamid }))
 }
@@ -197,6 +201,11 @@ async fn sends(
         .cloned()
         .collect();
     Json(sends)
+}
+
+/// `GET /_sim/receipts`: the read receipts (and typing indicators) received.
+async fn receipts(State(sim): State<Arc<Sim>>) -> Json<Vec<crate::receipts::ReadReceipt>> {
+    Json(sim.lock().receipts.clone())
 }
 
 async fn stats(State(sim): State<Arc<Sim>>) -> Json<SimStats> {

@@ -45,6 +45,12 @@ async fn send_message(
     body: Bytes,
 ) -> Response {
     let request: Option<Value> = serde_json::from_slice(&body).ok();
+    if let Some(r) = request
+        .as_ref()
+        .filter(|r| r.get("status").and_then(Value::as_str) == Some("read"))
+    {
+        return crate::receipts::read_receipt(&sim, &phone_number_id, &headers, r);
+    }
     let field = |name: &str| {
         request
             .as_ref()

@@ -19,6 +19,7 @@ mod lifecycle;
 mod limiter;
 mod listing;
 mod onboarding;
+mod receipts;
 mod registration;
 mod state;
 mod subscriptions;
@@ -37,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use onboarding::{SignupNumber, SignupRequest, SignupResponse};
+pub use receipts::ReadReceipt;
 pub use types::{
     AfterAccept, ConfigUpdate, Fault, InboundRequest, InboundResponse, RecordedSend, SimNumber,
     SimStats, SimTemplate, SimWaba, UnreachableRequest,

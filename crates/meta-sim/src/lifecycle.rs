@@ -90,7 +90,7 @@ pub(crate) fn schedule_statuses(
             ]);
             if let Some(text) = auto_reply.filter(|t| !t.is_empty()) {
                 let reply_at = delay * 3;
-                let (reply, _) = inbound_text(
+                let (reply, wamid) = inbound_text(
                     number,
                     &message.wa_id,
                     None,
@@ -98,8 +98,12 @@ pub(crate) fn schedule_statuses(
                     now + reply_at,
                     reply_at,
                 );
-                sim.lock()
-                    .open_window(&number.phone_number_id, &message.wa_id, now + reply_at);
+                let mut inner = sim.lock();
+                inner.open_window(&number.phone_number_id, &message.wa_id, now + reply_at);
+                inner
+                    .inbound_to
+                    .insert(wamid, number.phone_number_id.clone());
+                drop(inner);
                 sim.emit([reply]);
             }
         }

@@ -56,6 +56,10 @@ pub(crate) struct Inner {
     pub app_id: String,
     /// Embedded Signup, subscriptions, registrations, PINs and display names.
     pub onboarding: crate::onboarding::OnboardingState,
+    /// wamid of each message a user sent → the number it was sent to (read receipts).
+    pub inbound_to: HashMap<String, String>,
+    /// Read receipts received (`crate::receipts`).
+    pub receipts: Vec<crate::receipts::ReadReceipt>,
 }
 
 /// An injected fault and, for one with `for_ms`, when it ends.
@@ -151,6 +155,8 @@ impl Sim {
             unverified: HashMap::new(),
             app_id: settings.app_id.clone(),
             onboarding: Default::default(),
+            inbound_to: HashMap::new(),
+            receipts: Vec::new(),
         };
         Self {
             inner: Mutex::new(inner),

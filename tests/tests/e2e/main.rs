@@ -28,6 +28,7 @@ mod onboarding;
 mod openapi;
 mod policies;
 mod rate_bench;
+mod read_receipts;
 mod retry_persistence;
 mod rich_messages;
 mod round_trip;

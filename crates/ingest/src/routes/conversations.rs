@@ -1,7 +1,7 @@
 //! The conversations of the ATS screens (issue 16): a record's conversation table
 //! (`GET /v1/records/{type}/{id}/conversations`), the chat window of one
-//! (`GET /v1/conversations/{id}/messages`) and its read marker
-//! (`POST /v1/conversations/{id}/read`). A conversation is (tenant, sender number, contact); its
+//! (`GET /v1/conversations/{id}/messages`); its read marker is in `conversation_read`. A
+//! conversation is (tenant, sender number, contact); its
 //! id is `conversation_id()` of those (migration 0014). Every lookup is a descent of the contact
 //! index `messages_contact` (tenant, recipient, number, created_at), so a conversation costs
 //! the same however many other conversations the tenant has.
@@ -195,7 +195,7 @@ fn view(r: Row, now: DateTime<Utc>) -> ConversationView {
 }
 
 /// The conversation `id` of the caller's tenant: (number, contact), or `404`.
-async fn find(
+pub(super) async fn find(
     st: &AppState,
     principal: &Principal,
     id: &str,
@@ -265,46 +265,5 @@ pub async fn messages(
         contact,
         messages,
         next_cursor,
-    }))
-}
-
-/// The answer to `POST /v1/conversations/{id}/read`.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct MarkedRead {
-    pub conversation_id: uuid::Uuid,
-    /// Inbound messages this call marked read (0 when all were read already).
-    pub marked: u64,
-    /// Always 0 after the call.
-    pub unread: i64,
-}
-
-/// `POST /v1/conversations/{id}/read`: every inbound message of the conversation not yet read
-/// is marked read now. Meta's read receipt (the blue ticks) is not sent: a later issue item.
-#[tracing::instrument(name = "POST /v1/conversations/{id}/read", skip_all, fields(otel.kind = "server", tenant))]
-pub async fn mark_read(
-    State(st): State<AppState>,
-    principal: Principal,
-    Path(id): Path<String>,
-) -> Result<Json<MarkedRead>, Problem> {
-    principal.require(Role::Sender)?;
-    let (id, number, contact) = find(&st, &principal, &id).await?;
-    // Only unread inbound rows are touched; the contact index finds them, the filter on
-    // direction and read_at happens on those rows alone.
-    let marked = sqlx::query(
-        "UPDATE messages SET read_at = $4
-         WHERE tenant_id = $1 AND recipient = $2 AND phone_number_id = $3
-           AND direction = 'in' AND read_at IS NULL",
-    )
-    .bind(principal.tenant_id)
-    .bind(&contact)
-    .bind(&number)
-    .bind(st.clock.now())
-    .execute(&st.pool)
-    .await?
-    .rows_affected();
-    Ok(Json(MarkedRead {
-        conversation_id: id,
-        marked,
-        unread: 0,
     }))
 }

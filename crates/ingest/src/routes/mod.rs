@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod campaigns;
 pub mod circuits;
+pub mod conversation_read;
 pub mod conversations;
 pub mod dead_letters;
 pub mod erase;
@@ -47,7 +48,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/v1/conversations/{id}/read",
-            post(conversations::mark_read),
+            post(conversation_read::mark_read),
         )
         .route("/v1/opt-outs", get(opt_outs::list))
         .route("/v1/opt-outs", post(opt_outs::add))

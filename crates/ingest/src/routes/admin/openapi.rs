@@ -8,8 +8,8 @@
 use crate::{
     campaigns as campaign_bodies,
     routes::{
-        campaigns, circuits, conversations, dead_letters, erase, limits, messages, opt_outs,
-        records, usage,
+        campaigns, circuits, conversation_read, conversations, dead_letters, erase, limits,
+        messages, opt_outs, records, usage,
     },
 };
 use axum::Json;
@@ -234,10 +234,10 @@ pub const OTHER_ROUTES: &[Operation] = &[
         "post",
         "/v1/conversations/{id}/read",
         "sender",
-        "Mark a conversation's inbound messages read (no read receipt is sent to Meta)",
+        "Mark a conversation's inbound messages read; optionally send Meta's read receipt and the typing indicator",
     )
-    .no_body()
-    .returns::<conversations::MarkedRead>(200),
+    .accepts::<conversation_read::ReadRequest>()
+    .returns::<conversation_read::MarkedRead>(200),
     route(
         "get",
         "/v1/opt-outs",
