@@ -74,6 +74,12 @@ CREATE TABLE usage_daily (
     pricing_type     text,
     messages         bigint NOT NULL DEFAULT 0,
     billable         bigint NOT NULL DEFAULT 0,
+    -- A striped counter: each status transaction adds to one of 16 rows of its key, picked at
+    -- random, so concurrent webhook batches of one busy sender rarely wait on each other's row
+    -- lock until commit (one row per key made every batch of a tenant queue behind the last).
+    -- Reads sum the stripes.
+    slot             smallint NOT NULL DEFAULT 0,
     CONSTRAINT usage_daily_key UNIQUE NULLS NOT DISTINCT
-        (tenant_id, day, phone_number_id, user_id, campaign_id, country, category, pricing_type)
+        (tenant_id, day, phone_number_id, user_id, campaign_id, country, category, pricing_type,
+         slot)
 );
