@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
 use serde_json::Value;
-use wafleet_core::contract::{Kind, SendRequest, TemplateParameters};
+use wafleet_core::contract::{Content, Kind, MediaRef, SendRequest, TemplateParameters};
 use wafleet_ingest::{
     accept::Idempotency,
     validate::{DraftBody, validate},
@@ -52,15 +52,14 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(draft.kind, Kind::Bulk);
     }
     match &draft.body {
-        DraftBody::Text(text) => {
-            assert!((1..=4096).contains(&text.chars().count()));
-            assert!(!text.trim().is_empty() && no_nul(text));
-        }
+        DraftBody::Free(content) => free_form(content),
         DraftBody::Template {
             name,
             language,
             parameters,
             merge_fields,
+            header,
+            buttons,
         } => {
             assert!(!name.is_empty());
             assert!(
@@ -68,7 +67,9 @@ fuzz_target!(|data: &[u8]| {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             );
             assert!(!language.trim().is_empty() && no_nul(language));
-            assert!(parameters.is_none() || merge_fields.is_none());
+            let merges_beyond_body = header.as_ref().is_some_and(|h| h.merge_field.is_some())
+                || buttons.iter().any(|b| b.merge_field.is_some());
+            assert!(parameters.is_none() || merge_fields.is_none() || merges_beyond_body);
             let values: Vec<&String> = match parameters {
                 Some(TemplateParameters::Positional(v)) => v.iter().collect(),
                 Some(TemplateParameters::Named(m)) => m.iter().flat_map(|(k, v)| [k, v]).collect(),
@@ -77,6 +78,82 @@ fuzz_target!(|data: &[u8]| {
             assert!(values.iter().all(|v| no_nul(v)));
             let merged = merge_fields.iter().flatten();
             assert!(merged.flat_map(|(k, v)| [k, v]).all(|s| no_nul(s)));
+            if let Some(h) = header {
+                // Exactly one source: text or a merge field for text, link or id for media.
+                let kind = h.kind.as_deref().unwrap_or_default();
+                if kind == "text" {
+                    assert!(h.text.is_some() != h.merge_field.is_some());
+                    assert!(h.text.as_deref().is_none_or(|t| t.chars().count() <= 60));
+                } else {
+                    assert!(["image", "video", "document"].contains(&kind));
+                    assert!(h.link.is_some() != h.id.is_some());
+                }
+            }
+            let mut indexes: Vec<u8> = buttons.iter().filter_map(|b| b.index).collect();
+            assert_eq!(indexes.len(), buttons.len());
+            indexes.sort();
+            indexes.dedup();
+            assert_eq!(indexes.len(), buttons.len(), "each button index once");
+            assert!(indexes.iter().all(|i| *i <= 9));
         }
     }
 });
+
+/// Free-form content within Meta's limits (README "Rich messages").
+fn free_form(content: &Content) {
+    let no_nul = |s: &str| !s.contains('\0');
+    let wamid = |w: &str| w.starts_with("wamid.") && w.len() <= 256;
+    match content {
+        Content::Text { body, reply_to } => {
+            assert!((1..=4096).contains(&body.chars().count()));
+            assert!(!body.trim().is_empty() && no_nul(body));
+            assert!(reply_to.as_deref().is_none_or(wamid));
+        }
+        Content::Media {
+            kind,
+            media,
+            caption,
+            filename,
+            reply_to,
+        } => {
+            assert!(["document", "image", "video", "audio", "sticker"].contains(&kind.as_str()));
+            match media {
+                MediaRef::Link(l) => assert!(l.starts_with("https://") || l.starts_with("http://")),
+                MediaRef::Id(id) => assert!(!id.is_empty() && id.len() <= 128),
+            }
+            assert!(caption.as_deref().is_none_or(|c| c.chars().count() <= 1024 && no_nul(c)));
+            assert!(caption.is_none() || !["audio", "sticker"].contains(&kind.as_str()));
+            assert!(filename.is_none() || kind == "document");
+            assert!(reply_to.as_deref().is_none_or(wamid));
+        }
+        Content::Interactive { interactive, .. } => {
+            let body = interactive["body"]["text"].as_str().unwrap_or_default();
+            assert!((1..=1024).contains(&body.chars().count()));
+            if interactive["type"] == "button" {
+                let n = interactive["action"]["buttons"].as_array().map_or(0, Vec::len);
+                assert!((1..=3).contains(&n));
+            } else {
+                assert_eq!(interactive["type"], "list");
+                let rows: usize = interactive["action"]["sections"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s["rows"].as_array().map_or(0, Vec::len))
+                    .sum();
+                assert!((1..=10).contains(&rows));
+            }
+        }
+        Content::Location {
+            latitude, longitude, ..
+        } => {
+            assert!(latitude.is_finite() && latitude.abs() <= 90.0);
+            assert!(longitude.is_finite() && longitude.abs() <= 180.0);
+        }
+        Content::Reaction { message_id, emoji } => {
+            assert!(wamid(message_id));
+            assert!(emoji.chars().count() <= 10 && !emoji.chars().any(|c| c.is_ascii_alphanumeric()));
+        }
+        Content::Template { .. } => panic!("a template is never free-form"),
+    }
+}
+
