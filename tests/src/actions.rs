@@ -237,4 +237,22 @@ impl TestFleet {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// The candidate (`CANDIDATE`) writes `text` to the tenant's sender through the simulator,
+    /// opening the service window; returns the wamid of their message.
+    pub async fn candidate_writes(&self, text: &str) -> String {
+        let res: Value = self
+            .http
+            .post(format!("{}/_sim/inbound", self.sim))
+            .json(
+                &json!({"phone_number_id": self.phone_number_id, "from": CANDIDATE, "text": text}),
+            )
+            .send()
+            .await
+            .expect("sim answers")
+            .json()
+            .await
+            .expect("sim answers with JSON");
+        res["wamid"].as_str().expect("a wamid").to_owned()
+    }
 }

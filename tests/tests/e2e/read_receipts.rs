@@ -3,26 +3,14 @@
 //! indicator, for the latest message the candidate wrote in that conversation.
 
 use reqwest::Method;
-use serde_json::{Value, json};
-use wafleet_tests::{CANDIDATE, TestFleet, id_of};
+use serde_json::json;
+use wafleet_tests::{TestFleet, id_of};
 
 /// A template to the candidate, their reply, and the id of the conversation they are in.
 async fn a_conversation_with_a_reply(t: &TestFleet, record: &str) -> (String, String) {
     let (_, sent) = t.send(TestFleet::template_request(record), None).await;
     t.wait_for_state(&id_of(&sent), "read").await;
-    let reply: Value = t
-        .http
-        .post(format!("{}/_sim/inbound", t.sim))
-        .json(
-            &json!({"phone_number_id": t.phone_number_id, "from": CANDIDATE,
-                      "text": "Yes, I'm interested"}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let theirs = t.candidate_writes("Yes, I'm interested").await;
     let list = t
         .wait_for_get(
             &format!("/v1/records/candidate/{record}/conversations"),
@@ -31,7 +19,7 @@ async fn a_conversation_with_a_reply(t: &TestFleet, record: &str) -> (String, St
         )
         .await;
     let id = list["conversations"][0]["id"].as_str().unwrap().to_owned();
-    (id, reply["wamid"].as_str().unwrap().to_owned())
+    (id, theirs)
 }
 
 #[tokio::test]

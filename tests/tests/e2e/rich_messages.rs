@@ -47,18 +47,8 @@ fn job_ad(record: &str) -> Value {
 }
 
 /// The candidate writes in (opening the window); returns the wamid of their message.
-async fn candidate_writes(t: &TestFleet, text: &str) -> String {
-    let res: Value = t
-        .http
-        .post(format!("{}/_sim/inbound", t.sim))
-        .json(&json!({"phone_number_id": t.phone_number_id, "from": CANDIDATE, "text": text}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let wamid = res["wamid"].as_str().unwrap().to_owned();
+async fn candidate_writes_and_the_window_opens(t: &TestFleet, text: &str) -> String {
+    let wamid = t.candidate_writes(text).await;
     // The window is open for us once the webhook is recorded.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -151,7 +141,8 @@ async fn a_job_ad_without_its_document_or_apply_link_is_refused_naming_the_field
 #[tokio::test]
 async fn inside_the_window_a_job_description_document_replies_to_the_candidates_message() {
     let t = TestFleet::start().await;
-    let theirs = candidate_writes(&t, "Can you send me the job description?").await;
+    let theirs =
+        candidate_writes_and_the_window_opens(&t, "Can you send me the job description?").await;
 
     let send = sent_to_meta(
         &t,
@@ -179,7 +170,7 @@ async fn inside_the_window_a_job_description_document_replies_to_the_candidates_
 #[tokio::test]
 async fn inside_the_window_buttons_a_list_a_location_and_a_reaction_reach_meta_in_its_shapes() {
     let t = TestFleet::start().await;
-    let theirs = candidate_writes(&t, "When is the interview?").await;
+    let theirs = candidate_writes_and_the_window_opens(&t, "When is the interview?").await;
     let record = json!({"type": "candidate", "id": "C-RM4"});
 
     let buttons = sent_to_meta(
