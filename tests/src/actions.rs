@@ -255,4 +255,13 @@ impl TestFleet {
             .expect("sim answers with JSON");
         res["wamid"].as_str().expect("a wamid").to_owned()
     }
+
+    /// Meta's answer to each send of `message_id`, in order: its error code, `None` for accepted.
+    pub async fn meta_answers_for(&self, message_id: &str) -> Vec<Option<i64>> {
+        self.sends_for(message_id)
+            .await
+            .iter()
+            .map(|s| s.error_code)
+            .collect()
+    }
 }

@@ -133,11 +133,7 @@ async fn a_throttled_send_is_retried_and_then_delivered() {
         &trail[..4],
         ["accepted", "dispatching", "deferred", "dispatching"]
     );
-    let sends = t.sends_for(id).await;
-    assert_eq!(
-        sends.iter().map(|s| s.error_code).collect::<Vec<_>>(),
-        [Some(130429), None]
-    );
+    assert_eq!(t.meta_answers_for(id).await, [Some(130429), None]);
     t.stop().await;
 }
 

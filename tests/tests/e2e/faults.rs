@@ -36,12 +36,7 @@ async fn a_transient_error_is_retried_then_sent_and_the_trail_keeps_the_failed_a
     assert_eq!(failed["detail"]["class"], "transient");
     assert!(failed["detail"]["fbtrace_id"].is_string());
     assert!(failed["at"].is_string());
-    let codes: Vec<_> = t
-        .sends_for(&id)
-        .await
-        .iter()
-        .map(|s| s.error_code)
-        .collect();
+    let codes = t.meta_answers_for(&id).await;
     assert_eq!(codes, [Some(131016), None]);
     t.stop().await;
 }

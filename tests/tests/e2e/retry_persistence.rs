@@ -23,12 +23,7 @@ async fn an_outage_longer_than_the_tiers_ends_sent(code: i64, http_status: u16) 
     let id = id_of(&b);
     let m = t.wait_for_state(&id, "read").await;
 
-    let codes: Vec<_> = t
-        .sends_for(&id)
-        .await
-        .iter()
-        .map(|s| s.error_code)
-        .collect();
+    let codes = t.meta_answers_for(&id).await;
     assert_eq!(
         codes,
         [
